@@ -1,0 +1,3 @@
+from beta_invites_cli.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""Redeeming and checking codes: the API the host application calls inside its transaction.
+
+These functions take the caller's open psycopg connection and never commit or roll back: the
+invite is redeemed if and only if the caller's transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from beta_invites_cli.codes import normalise
+from beta_invites_cli.errors import (
+    AlreadyRedeemed,
+    InvalidCode,
+    InviteError,
+    InviteExpired,
+    UnknownCode,
+)
+from beta_invites_cli.status import STATUS_SQL
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "AlreadyRedeemed",
+    "InvalidCode",
+    "Invite",
+    "InviteError",
+    "InviteExpired",
+    "UnknownCode",
+    "check",
+    "redeem",
+]
+
+INVITE_COLUMNS = f"""id, code, email, cohort, {STATUS_SQL} AS status, created_at, expires_at,
+  sent_at, used_at, sent_by, redeemed_by"""
+
+
+@dataclass(frozen=True)
+class Invite:
+    id: UUID
+    code: str
+    email: str
+    cohort: str
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    sent_at: datetime | None
+    used_at: datetime | None
+    sent_by: UUID | None
+    redeemed_by: UUID | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Invite:
+        return cls(*row)
+
+
+def redeem(
+    conn: psycopg.Connection[Any], code: str, *, user_id: UUID | str | None = None
+) -> Invite:
+    """Redeem `code` for `user_id` (stored in redeemed_by). Raises an InviteError subclass.
+
+    One conditional UPDATE does the work, so of any number of concurrent callers exactly one
+    wins; the reason for a refusal is looked up only afterwards.
+    """
+    code = normalise(code)
+    row = conn.execute(
+        f"""
+        UPDATE public.beta_invites
+           SET used_at = now(), redeemed_by = %(user_id)s
+         WHERE code = %(code)s AND used_at IS NULL AND expires_at > now()
+        RETURNING {INVITE_COLUMNS}
+        """,
+        {"code": code, "user_id": user_id},
+    ).fetchone()
+    if row is not None:
+        return Invite.from_row(row)
+    current = _find(conn, code)
+    if current is None:
+        raise UnknownCode(code)
+    if current.used_at is not None:
+        raise AlreadyRedeemed(code, current.used_at)
+    raise InviteExpired(code, current.expires_at)
+
+
+def check(conn: psycopg.Connection[Any], code: str) -> Invite:
+    """The invite behind `code`, changing nothing; raises InvalidCode or UnknownCode."""
+    code = normalise(code)
+    invite = _find(conn, code)
+    if invite is None:
+        raise UnknownCode(code)
+    return invite
+
+
+def _find(conn: psycopg.Connection[Any], code: str) -> Invite | None:
+    row = conn.execute(
+        f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = %s", (code,)
+    ).fetchone()
+    return None if row is None else Invite.from_row(row)
