@@ -11,10 +11,10 @@ __version__ = "0.1.0"
 from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.lifecycle import (
     AlreadyRedeemed,
+    InvalidCode,
     Invite,
     InviteError,
     InviteExpired,
-    InvalidCode,
     UnknownCode,
     check,
     redeem,

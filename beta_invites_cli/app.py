@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from beta_invites_cli.settings import Settings
 from beta_invites_cli.target import Target, resolve
@@ -45,7 +45,7 @@ class App:
         return self._target
 
     @contextmanager
-    def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
         from beta_invites_cli.db import connect
 
         conn = connect(self.target(), autocommit=autocommit)

@@ -114,9 +114,7 @@ MIGRATION_COLUMNS = [
 
 @cli.command(epilog="Example: invites migrate --status --exit-code")
 @click.option("--status", "show_status", is_flag=True, help="Show applied and pending files.")
-@click.option(
-    "--exit-code", is_flag=True, help="With --status: exit 3 when anything is pending."
-)
+@click.option("--exit-code", is_flag=True, help="With --status: exit 3 when anything is pending.")
 @click.option("--dry-run", is_flag=True, help="List what would be applied; change nothing.")
 @click.option(
     "--create-users-table",
@@ -186,7 +184,7 @@ def db_status(app: App) -> None:
     if not status.initialised:
         click.echo("state: not created yet (the first command that needs it creates it)")
         return
-    click.echo(f"state: {'running (pid %d)' % status.pid if status.running else 'stopped'}")
+    click.echo(f"state: {f'running (pid {status.pid})' if status.running else 'stopped'}")
     click.echo(f"postgresql: {status.version} ({status.binaries})")
     click.echo(f"socket: {cluster.socket_dir}")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from beta_invites_cli.errors import DatabaseUnavailable
 from beta_invites_cli.target import Target
@@ -12,16 +12,16 @@ if TYPE_CHECKING:
     import psycopg
 
 
-def connect(target: Target, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+def connect(target: Target, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     import psycopg
+    from psycopg.conninfo import make_conninfo
 
     try:
-        return psycopg.connect(
+        conninfo = make_conninfo(
             target.conninfo,
-            autocommit=autocommit,
-            application_name="invites",
-            **{"connect_timeout": "10", **target.overrides},
+            **{"application_name": "invites", "connect_timeout": "10", **target.overrides},
         )
+        return psycopg.connect(conninfo, autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(
             f"cannot connect to the database at {target.host}: {connection_failure_cause(exc)}"

@@ -58,7 +58,14 @@ def server_account() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_SYSTEM_USER],
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            FALLBACK_SYSTEM_USER,
+        ],
         check=True,
         capture_output=True,
     )
@@ -129,7 +136,10 @@ class EmbeddedCluster:
 
         conninfo = make_conninfo(host=str(self.socket_dir), port=5432, dbname=DATABASE, user=ROLE)
         return Target(
-            conninfo=conninfo, overrides={}, embedded=True, label=f"the embedded database in {self.home}"
+            conninfo=conninfo,
+            overrides={},
+            embedded=True,
+            label=f"the embedded database in {self.home}",
         )
 
     # -- the server's own programs, run as the server's account ------------------------------
@@ -138,9 +148,7 @@ class EmbeddedCluster:
         # Output goes to files, not pipes: the postmaster that pg_ctl starts would hold a pipe
         # open and make us wait for it forever.
         with tempfile.TemporaryFile("w+") as out:
-            extra: dict[str, object] = {}
-            if self.account is not None:
-                extra = {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+            account = self.account
             result = subprocess.run(
                 [str(binaries / tool), *args],
                 stdin=subprocess.DEVNULL,
@@ -149,7 +157,9 @@ class EmbeddedCluster:
                 cwd="/",
                 text=True,
                 check=False,
-                **extra,  # type: ignore[arg-type]
+                user=account.pw_uid if account else None,
+                group=account.pw_gid if account else None,
+                extra_groups=[] if account else None,
             )
             out.seek(0)
             return subprocess.CompletedProcess(result.args, result.returncode, out.read(), "")
@@ -239,13 +249,22 @@ class EmbeddedCluster:
                 "(for example /var/lib/beta-invites)"
             )
         if self.datadir.exists() and any(self.datadir.iterdir()):
-            raise InvitesError(f"{self.datadir} exists but is not a PostgreSQL cluster: move it away")
+            raise InvitesError(
+                f"{self.datadir} exists but is not a PostgreSQL cluster: move it away"
+            )
         self.datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._chown(self.datadir)
         result = self._run(
-            binaries, "initdb", "-D", str(self.datadir), "-U", ROLE, "--auth=trust",
-            "--encoding=UTF8", "--no-locale",
-        )  # fmt: skip
+            binaries,
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            ROLE,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        )
         if result.returncode != 0:
             raise InvitesError(f"initdb failed: {result.stdout.strip().splitlines()[-1:]}")
         socket_dir = self.socket_dir
@@ -266,10 +285,23 @@ class EmbeddedCluster:
             socket_dir.mkdir(mode=0o700)
             self._chown(socket_dir)
         result = self._run(
-            binaries, "pg_ctl", "start", "-w", "-t", "60", "-D", str(self.datadir), "-l", str(self.logfile)
+            binaries,
+            "pg_ctl",
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.logfile),
         )
         if result.returncode != 0:
-            tail = self.logfile.read_text(errors="replace").strip().splitlines()[-3:] if self.logfile.exists() else []
+            tail = (
+                self.logfile.read_text(errors="replace").strip().splitlines()[-3:]
+                if self.logfile.exists()
+                else []
+            )
             detail = " / ".join(tail) or result.stdout.strip()
             raise InvitesError(f"the embedded database in {self.home} did not start: {detail}")
 
@@ -279,7 +311,9 @@ class EmbeddedCluster:
 
         conninfo = make_conninfo(host=str(self.socket_dir), port=5432, dbname="postgres", user=ROLE)
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
             if exists is None:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')
 
@@ -289,7 +323,9 @@ class EmbeddedCluster:
             status = self.status()
             if not status.running or status.binaries is None:
                 return False
-            result = self._run(status.binaries, "pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.datadir))
+            result = self._run(
+                status.binaries, "pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.datadir)
+            )
             if result.returncode != 0:
                 raise InvitesError(f"could not stop the embedded database: {result.stdout.strip()}")
             return True

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.sqlsplit import split_statements
@@ -73,18 +73,18 @@ def available(directory: Path | None = None) -> list[Migration]:
     ]
 
 
-def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, tuple[str, datetime, int]]:
+def _applied(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, datetime, int]]:
     exists = conn.execute("SELECT to_regclass('public.invites_schema_migrations')").fetchone()
     if exists is None or exists[0] is None:
         return {}
     rows = conn.execute(
         "SELECT filename, checksum, applied_at, duration_ms FROM public.invites_schema_migrations"
     ).fetchall()
-    return {str(r[0]): (str(r[1]), r[2], int(r[3])) for r in rows}  # type: ignore[misc]
+    return {str(r[0]): (str(r[1]), r[2], int(r[3])) for r in rows}
 
 
 def states(
-    conn: psycopg.Connection[tuple[object, ...]], migrations: list[Migration] | None = None
+    conn: psycopg.Connection[Any], migrations: list[Migration] | None = None
 ) -> list[MigrationState]:
     migrations = available() if migrations is None else migrations
     applied = _applied(conn)
@@ -113,7 +113,7 @@ def _check_checksums(current: list[MigrationState], migrations: list[Migration])
             )
 
 
-def _users_table_exists(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+def _users_table_exists(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT to_regclass('public.users') IS NOT NULL").fetchone()
     return bool(row and row[0])
 
@@ -124,7 +124,7 @@ class MigrateResult:
     created_users_table: bool
 
 
-def pending(conn: psycopg.Connection[tuple[object, ...]]) -> list[Migration]:
+def pending(conn: psycopg.Connection[Any]) -> list[Migration]:
     """What `migrate` would apply; raises on a checksum mismatch. Changes nothing."""
     migrations = available()
     current = states(conn, migrations)
@@ -134,7 +134,7 @@ def pending(conn: psycopg.Connection[tuple[object, ...]]) -> list[Migration]:
 
 
 def migrate(
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: psycopg.Connection[Any],
     *,
     create_users_table: bool = False,
     on_applied: Callable[[str, int], None] | None = None,
@@ -148,7 +148,7 @@ def migrate(
 
 
 def _migrate_locked(
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: psycopg.Connection[Any],
     create_users_table: bool,
     on_applied: Callable[[str, int], None] | None,
 ) -> MigrateResult:
@@ -188,7 +188,7 @@ def _migrate_locked(
     return result
 
 
-def _apply(conn: psycopg.Connection[tuple[object, ...]], migration: Migration) -> int:
+def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int:
     import psycopg
 
     started = time.perf_counter()

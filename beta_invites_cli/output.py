@@ -98,7 +98,9 @@ def write_table(
         footer_value = ""
         if footer is not None:
             raw = footer.get(column.key)
-            footer_value = column.render(raw) if column.render and raw is not None else table_text(raw)
+            footer_value = (
+                column.render(raw) if column.render and raw is not None else table_text(raw)
+            )
         table.add_column(
             column.header, justify="right" if column.numeric else "left", footer=footer_value
         )

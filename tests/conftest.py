@@ -20,16 +20,30 @@ _counter = itertools.count()
 
 # Settings that would leak from a developer's shell into the tests.
 HERMETIC = (
-    "DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD",
-    "PGSERVICE", "SMTP_URL", "INVITES_HOME", "INVITES_FROM", "INVITES_REPLY_TO", "INVITES_OUTBOX",
-    "INVITES_SIGNUP_URL", "INVITES_SENT_BY", "INVITES_SEGMENTS", "NO_COLOR",
-)  # fmt: skip
+    "DATABASE_URL",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGSERVICE",
+    "SMTP_URL",
+    "INVITES_HOME",
+    "INVITES_FROM",
+    "INVITES_REPLY_TO",
+    "INVITES_OUTBOX",
+    "INVITES_SIGNUP_URL",
+    "INVITES_SENT_BY",
+    "INVITES_SEGMENTS",
+    "NO_COLOR",
+)
 
 
 def url_for(admin_url: str, dbname: str) -> str:
     params = conninfo_to_dict(admin_url)
     params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None})
 
 
 @pytest.fixture(scope="session")
@@ -101,12 +115,17 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 class Invoke:
     url: str
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Result:
         runner = CliRunner()
         return runner.invoke(
-            cli, list(args), env={"DATABASE_URL": self.url, **(env or {})}, input=input,
+            cli,
+            list(args),
+            env={"DATABASE_URL": self.url, **(env or {})},
+            input=input,
             catch_exceptions=False,
-        )  # fmt: skip
+        )
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def _wrapper(directory: Path, program: str, uid: int, gid: int) -> str:
     script = directory / program
     script.write_text(
         "#!/bin/sh\n"
-        f"exec setpriv --reuid={uid} --regid={gid} --clear-groups {shlex.quote(real)} \"$@\"\n"
+        f'exec setpriv --reuid={uid} --regid={gid} --clear-groups {shlex.quote(real)} "$@"\n'
     )
     script.chmod(0o755)
     return str(script)

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -48,7 +47,10 @@ def test_migrate_applies_everything_and_records_checksums(empty_db_url: str) -> 
             )
         }
         indexes = {
-            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'beta_invites'")
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'beta_invites'"
+            )
         }
     assert {"sent_at", "redeemed_by", "code", "cohort"} <= columns
     # 992 drops the seed's duplicate unique index; the constraint's index stays.
@@ -65,9 +67,7 @@ def test_missing_users_table_stops_before_doing_anything(empty_db_url: str) -> N
     assert result.stderr.startswith("Error: public.users does not exist")
     assert "--create-users-table" in result.stderr
     with psycopg.connect(empty_db_url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-        ).fetchone()
+        row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
     assert row == (0,)
 
 
@@ -124,7 +124,9 @@ def test_failing_file_leaves_nothing_behind(empty_db_url: str, tmp_path: Path) -
             " (in: INSERT INTO public.nowhere VALUES (1);)"
         )
         assert conn.execute("SELECT to_regclass('public.half')").fetchone() == (None,)
-        assert conn.execute("SELECT count(*) FROM public.invites_schema_migrations").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM public.invites_schema_migrations").fetchone() == (
+            0,
+        )
 
 
 def test_five_concurrent_migrates_apply_each_file_once(empty_db_url: str) -> None:
@@ -132,8 +134,11 @@ def test_five_concurrent_migrates_apply_each_file_once(empty_db_url: str) -> Non
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "beta_invites_cli", "migrate", "--create-users-table"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(5)
     ]
     outcomes = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
@@ -161,7 +166,9 @@ def test_dry_run_changes_nothing(empty_db_url: str) -> None:
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [f"would apply {n}" for n in SQL_FILES]
     with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute("SELECT to_regclass('public.invites_schema_migrations')").fetchone() == (None,)
+        assert conn.execute(
+            "SELECT to_regclass('public.invites_schema_migrations')"
+        ).fetchone() == (None,)
 
 
 def test_exit_code_needs_status(invites: Invoke) -> None:
@@ -238,7 +245,7 @@ def test_password_is_masked_when_the_database_is_named(db_url: str) -> None:
     assert keyword_form.describe() == "postgresql://ops:***@db.example.com:5432/app"
     # The test server trusts logins, so any password gets in: it must not come out.
     params = psycopg.conninfo.conninfo_to_dict(db_url)
-    with_password = psycopg.conninfo.make_conninfo(**{**params, "password": "hunter2"})
+    with_password = psycopg.conninfo.make_conninfo(db_url, password="hunter2")
     status = Invoke(with_password)("migrate", "--status")
     assert status.exit_code == 0
     assert f"{params.get('user')}:***@" in status.stdout

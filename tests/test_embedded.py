@@ -1,0 +1,83 @@
+"""The embedded default database, driven as an operator would: separate `invites` processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from beta_invites_cli.embedded import EmbeddedCluster
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    # Under /tmp with open traversal: as root the server runs as another account.
+    base = Path(tempfile.mkdtemp(prefix="invites-embedded-"))
+    base.chmod(0o755)
+    home = base / "home"
+    try:
+        yield home
+    finally:
+        EmbeddedCluster(home).stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def invites(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    env["INVITES_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "beta_invites_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
+    notice = (
+        f"Using the embedded database in {home} "
+        "(set DATABASE_URL to use another; `invites db stop` stops it).\n"
+    )
+    before = invites(home, "db", "status")
+    assert (
+        before.stdout
+        == f"location: {home}\nstate: not created yet (the first command that needs it creates it)\n"
+    )
+
+    first = invites(home, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.startswith(notice)
+    assert first.stderr.count("Using the embedded database") == 1
+    assert "created a minimal public.users table" in first.stderr
+    assert (home / "pgdata" / "PG_VERSION").is_file()
+
+    running = invites(home, "db", "status")
+    assert "state: running (pid " in running.stdout
+    pid_line = running.stdout.splitlines()[1]
+
+    second = invites(home, "migrate", "--status", "--format", "csv")
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == notice
+    assert "990_beta_invites.sql,applied" in second.stdout
+    assert invites(home, "db", "status").stdout.splitlines()[1] == pid_line  # the same server
+
+    stopped = invites(home, "db", "stop")
+    assert stopped.returncode == 0
+    assert stopped.stderr == f"stopped the embedded database in {home}\n"
+    assert "state: stopped" in invites(home, "db", "status").stdout
+    assert (
+        invites(home, "db", "stop").stderr == f"the embedded database in {home} was not running\n"
+    )
+
+    # The next command starts it again, with the data kept.
+    again = invites(home, "migrate")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr == notice + "Up to date: nothing to apply.\n"
