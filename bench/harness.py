@@ -1,0 +1,144 @@
+"""Timing our commands against the best baseline on the same data, in the same run.
+
+Each workload has a `prepare` step (untimed, run before every round, e.g. resetting the data),
+then `ours` and `baseline` are timed alternately for several rounds. Medians and the ratio
+ours/baseline are printed and written to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+@dataclass
+class Context:
+    admin_url: str
+    size: int
+    rounds: int
+    workdir: Path
+
+    def fresh_database(self, name: str, *, migrated: bool = True) -> str:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = self.url(name)
+        if migrated:
+            from beta_invites_cli import migrations
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrations.migrate(conn, create_users_table=True)
+        return url
+
+    def url(self, name: str) -> str:
+        params = {k: str(v) for k, v in conninfo_to_dict(self.admin_url).items() if v is not None}
+        params["dbname"] = name
+        return make_conninfo("", **params)
+
+    def env(self, url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["DATABASE_URL"] = url
+        env.update(extra)
+        return env
+
+
+def invites_command() -> list[str]:
+    script = shutil.which("invites", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "beta_invites_cli"]
+
+
+def psql_command() -> list[str]:
+    return [shutil.which("psql") or "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+
+
+def run_quiet(
+    command: list[str], env: dict[str, str] | None = None, stdin: str | None = None
+) -> None:
+    result = subprocess.run(
+        command,
+        env=env,
+        input=stdin,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} failed: {result.stderr.strip()[-500:]}")
+
+
+Step = Callable[[], object]
+
+
+@dataclass
+class Workload:
+    name: str
+    ours_label: str
+    baseline_label: str
+    ours: Step
+    baseline: Step
+    prepare_ours: Step = field(default=lambda: None)
+    prepare_baseline: Step = field(default=lambda: None)
+    target: str = ""  # what the issue asks for, e.g. "<= 1.5"
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    workload: Workload
+    ours: float
+    baseline: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline if self.baseline else float("inf")
+
+
+def measure(workload: Workload, rounds: int) -> Outcome:
+    ours: list[float] = []
+    baseline: list[float] = []
+    for _ in range(rounds):
+        for prepare, step, into in (
+            (workload.prepare_baseline, workload.baseline, baseline),
+            (workload.prepare_ours, workload.ours, ours),
+        ):
+            prepare()
+            started = time.perf_counter()
+            step()
+            into.append(time.perf_counter() - started)
+    return Outcome(workload, statistics.median(ours), statistics.median(baseline))
+
+
+def report(outcomes: list[Outcome], ctx: Context) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Size {ctx.size:,}, {ctx.rounds} rounds, medians; ratio = ours / baseline "
+        "(lower is better for times; for rates the workload says so).",
+        "",
+        "| workload | ours | baseline | ours (s) | baseline (s) | ratio | target |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for o in outcomes:
+        w = o.workload
+        lines.append(
+            f"| {w.name} | {w.ours_label} | {w.baseline_label} | {o.ours:.3f} | "
+            f"{o.baseline:.3f} | {o.ratio:.2f} | {w.target} |"
+        )
+    notes = [f"- {w.name}: {n}" for o in outcomes for w in [o.workload] for n in w.notes]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines) + "\n"
