@@ -6,6 +6,8 @@ Library errors become one `Error: ...` line each and exit status 1; nothing here
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -14,7 +16,7 @@ import click
 from beta_invites_cli import __version__
 from beta_invites_cli.app import App, say
 from beta_invites_cli.errors import InvitesError, ValidationFailed
-from beta_invites_cli.output import Column, format_option, render
+from beta_invites_cli.output import Column, console, format_option, render
 
 EXIT_PENDING = 3
 
@@ -160,6 +162,428 @@ def migrate(
         say("Up to date: nothing to apply.")
     else:
         say(f"Applied {len(result.applied)} migration(s).")
+
+
+# -- issuing and sending --------------------------------------------------------------------------
+
+INVITE_COLUMNS = [
+    Column("email", "Email"),
+    Column("code", "Code"),
+    Column("cohort", "Cohort"),
+    Column("expires_at", "Expires"),
+    Column("link", "Link"),
+]
+TABLE_LIMIT = 1000  # beyond this, a terminal gets a summary instead of a table
+SHOWN_LINES = 20  # skipped/duplicate/failed lines shown before "... and N more"
+
+
+def issue_options(function: Any) -> Any:
+    """Options shared by `generate` and `send`: who to invite and how."""
+    options = [
+        click.option(
+            "--cohort", required=True, help="Cohort label, e.g. press-pitchfork (1-64 characters)."
+        ),
+        click.option(
+            "--recipients",
+            "recipient_files",
+            type=click.File("rb"),
+            multiple=True,
+            help="CSV with an `email` column, or one address per line; - reads stdin.",
+        ),
+        click.option(
+            "--email",
+            "emails",
+            multiple=True,
+            metavar="ADDRESS",
+            help="An address to invite (repeatable).",
+        ),
+        click.option(
+            "--expires-in", metavar="DURATION", help="Validity, like 14d or 36h (default: 30 days)."
+        ),
+        click.option(
+            "--sent-by",
+            metavar="UUID",
+            help="Operator's public.users id (default: INVITES_SENT_BY).",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Issue even to people who already hold a live or redeemed invite.",
+        ),
+        click.option(
+            "--skip-invalid",
+            is_flag=True,
+            help="Issue the valid addresses and report the invalid ones.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def prepare_issue(
+    app: App,
+    cohort: str,
+    recipient_files: tuple[Any, ...],
+    emails: tuple[str, ...],
+    expires_in: str | None,
+    sent_by: str | None,
+    skip_invalid: bool,
+) -> Any:
+    """Check every input before anything is written: one line per problem."""
+    from uuid import UUID
+
+    from beta_invites_cli.durations import parse_duration
+    from beta_invites_cli.issuing import IssueRequest
+    from beta_invites_cli.recipients import check_cohort, collect
+
+    problems: list[str] = []
+    try:
+        check_cohort(cohort)
+    except InvitesError as exc:
+        problems.append(str(exc))
+    expiry = None
+    if expires_in is not None:
+        try:
+            expiry = parse_duration(expires_in, option="--expires-in")
+            if expiry.total_seconds() <= 0:
+                problems.append("--expires-in must be longer than zero")
+        except InvitesError as exc:
+            problems.append(str(exc))
+    sender = None
+    sent_by = sent_by or app.settings.get("INVITES_SENT_BY")
+    if sent_by:
+        try:
+            sender = UUID(sent_by)
+        except ValueError:
+            problems.append(f"--sent-by {sent_by!r} is not a UUID")
+    sources = [
+        (getattr(f, "name", "-") if getattr(f, "name", "-") != "<stdin>" else "-", f.read())
+        for f in recipient_files
+    ]
+    try:
+        found = collect(sources, emails)
+    except InvitesError as exc:
+        raise ValidationFailed([*problems, str(exc)]) from None
+    if found.problems and not skip_invalid:
+        problems += found.problems
+        problems.append(
+            f"{len(found.problems)} invalid address(es): nothing was issued (--skip-invalid issues the rest)"
+        )
+    if problems:
+        raise ValidationFailed(problems)
+    return IssueRequest(found, cohort, expiry, sender)
+
+
+def report_lines(kind: str, lines: list[str]) -> None:
+    for line in lines[:SHOWN_LINES]:
+        say(f"{kind} {line}")
+    if len(lines) > SHOWN_LINES:
+        say(f"... and {len(lines) - SHOWN_LINES} more {kind}")
+
+
+def report_issue(request: Any, result: Any) -> None:
+    report_lines("duplicate:", request.found.duplicates)
+    report_lines("invalid:", request.found.problems)
+    report_lines("skipped:", [f"{email}: {why}" for email, why in result.skipped])
+    say(
+        f"created {len(result.created)}, skipped {len(result.skipped)}, "
+        f"invalid {len(request.found.problems)}, duplicates {len(request.found.duplicates)}"
+    )
+
+
+@cli.command(
+    epilog="Example: invites generate --cohort press-pitchfork --recipients press.csv --format csv"
+)
+@issue_options
+@click.option(
+    "--mark-sent",
+    is_flag=True,
+    help="Record the invites as delivered now (you send the codes yourself).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the invites to this file.",
+)
+@format_option()
+@pass_app
+def generate(
+    app: App,
+    cohort: str,
+    recipient_files: tuple[Any, ...],
+    emails: tuple[str, ...],
+    expires_in: str | None,
+    sent_by: str | None,
+    force: bool,
+    skip_invalid: bool,
+    mark_sent: bool,
+    output: Path | None,
+    fmt: str,
+) -> None:
+    """Create invite codes for a list of people, without emailing them."""
+    from beta_invites_cli.issuing import check_sender, issue
+    from beta_invites_cli.template import check_signup_url, signup_link
+
+    request = prepare_issue(app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid)
+    if not request.found.recipients and not request.found.problems:
+        fail("no recipients: give --recipients FILE or --email ADDRESS")
+    signup_url = app.settings.get("INVITES_SIGNUP_URL")
+    check_signup_url(signup_url)
+    with app.connect(autocommit=True) as conn:
+        check_sender(conn, request.sent_by)
+        result = issue(
+            conn,
+            request.found.recipients,
+            cohort=cohort,
+            expires_in=request.expires_in,
+            sent_by=request.sent_by,
+            force=force,
+            mark_sent=mark_sent,
+        )
+    report_issue(request, result)
+    records = [
+        {**vars(invite), "link": signup_link(signup_url, invite.code)} for invite in result.created
+    ]
+    if output is not None:
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            render(records, INVITE_COLUMNS, fmt, handle, title=f"Invites for {cohort}")
+        say(f"wrote {len(records)} invite(s) to {output}")
+    elif fmt == "table" and sys.stdout.isatty() and len(records) > TABLE_LIMIT:
+        say(
+            f"{len(records)} invites are too many to draw here: use --format csv --output FILE, "
+            f"or `invites list --cohort {cohort} --format csv`"
+        )
+    elif records or fmt != "table":
+        render(records, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
+    if request.found.problems:
+        sys.exit(1)
+
+
+def delivery_options(function: Any) -> Any:
+    options = [
+        click.option(
+            "--template",
+            "template_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Invitation template file (see README).",
+        ),
+        click.option(
+            "--outbox",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Write .eml files here instead of emailing.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command(epilog="Example: invites send --cohort press-pitchfork --recipients press.csv")
+@issue_options
+@delivery_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show the first message and count what would be sent; change nothing.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most this many (waves).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="PER_SECOND",
+    help="Send at most this many per second.",
+)
+@pass_app
+def send(
+    app: App,
+    cohort: str,
+    recipient_files: tuple[Any, ...],
+    emails: tuple[str, ...],
+    expires_in: str | None,
+    sent_by: str | None,
+    force: bool,
+    skip_invalid: bool,
+    template_path: Path | None,
+    outbox: Path | None,
+    dry_run: bool,
+    limit: int | None,
+    rate: float | None,
+) -> None:
+    """Issue invites to any new recipients, then email every unsent invite of the cohort."""
+    from beta_invites_cli import delivery
+    from beta_invites_cli.issuing import check_sender, issue
+    from beta_invites_cli.sending import choose_channel, letterhead
+
+    request = prepare_issue(app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid)
+    channel = choose_channel(app.settings, outbox, embedded=app.embedded)
+    head = letterhead(app.settings, template_path, channel)
+    with app.connect(autocommit=True) as conn, app.connect(autocommit=True) as reader:
+        check_sender(conn, request.sent_by)
+        if dry_run:
+            preview_send(conn, request, head, cohort, force, limit)
+            return
+        result = issue(
+            conn,
+            request.found.recipients,
+            cohort=cohort,
+            expires_in=request.expires_in,
+            sent_by=request.sent_by,
+            force=force,
+        )
+        if request.found.recipients or request.found.problems:
+            report_issue(request, result)
+        transport = channel.open()
+        total = delivery.count_unsent(reader, cohort)
+        total = min(total, limit) if limit else total
+        try:
+            with (
+                progress_bar(total, f"sending {cohort}") as advance,
+                stop_on_interrupt() as stopped,
+            ):
+                outcome = delivery.deliver_cohort(
+                    conn,
+                    reader,
+                    cohort,
+                    head,
+                    transport,
+                    limit=limit,
+                    rate=rate,
+                    on_progress=lambda invite, error: advance(),
+                    should_stop=stopped,
+                )
+        finally:
+            transport.close()
+    report_delivery(outcome, len(result.skipped), channel.outbox)
+    if outcome.aborted:
+        fail(outcome.aborted)
+    if outcome.interrupted:
+        say("interrupted: run the same command again to send the rest")
+        sys.exit(130)
+    if outcome.failed or request.found.problems:
+        sys.exit(1)
+
+
+def preview_send(
+    conn: Any, request: Any, head: Any, cohort: str, force: bool, limit: int | None
+) -> None:
+    from beta_invites_cli import delivery
+    from beta_invites_cli.codes import new_code
+    from beta_invites_cli.issuing import issue
+
+    would_issue = issue(
+        conn,
+        request.found.recipients,
+        cohort=cohort,
+        expires_in=request.expires_in,
+        sent_by=request.sent_by,
+        force=force,
+        dry_run=True,
+    )
+    waiting = delivery.count_unsent(conn, cohort)
+    count = waiting + len(would_issue.created)
+    count = min(count, limit) if limit else count
+    first = delivery.first_unsent(conn, cohort)
+    if first is None and would_issue.created:
+        invite = would_issue.created[0]
+        first = delivery.Pending(None, new_code(), invite.email, cohort, invite.expires_at)  # type: ignore[arg-type]
+    if first is not None:
+        click.echo(delivery.compose(head, first).as_string())
+    say(
+        f"dry run: would issue {len(would_issue.created)} new invite(s) "
+        f"(skip {len(would_issue.skipped)}) and send {count} message(s); nothing was written or sent"
+    )
+
+
+def report_delivery(outcome: Any, skipped: int, outbox: Path | None) -> None:
+    report_lines("failed:", [f"{email}: {why}" for email, why in outcome.failed])
+    say(f"sent {outcome.sent}, failed {len(outcome.failed)}, skipped {skipped}")
+    if outbox is not None:
+        say(
+            f"Nothing was emailed: SMTP_URL is not set or --outbox was given, so {outcome.sent} message(s) "
+            f"were written to {outbox}/ as .eml files and marked as sent."
+        )
+
+
+@cli.command(epilog="Example: invites resend --cohort press-pitchfork")
+@click.argument("codes", nargs=-1)
+@click.option("--cohort", help="Resend every sent, live invite of this cohort.")
+@delivery_options
+@pass_app
+def resend(
+    app: App,
+    codes: tuple[str, ...],
+    cohort: str | None,
+    template_path: Path | None,
+    outbox: Path | None,
+) -> None:
+    """Email sent, still-live invites again, with the same code (reminders, bounces)."""
+    from beta_invites_cli import delivery, lifecycle
+    from beta_invites_cli.sending import choose_channel, letterhead
+
+    if bool(codes) == bool(cohort):
+        fail("give invite codes or --cohort, not both and not neither")
+    channel = choose_channel(app.settings, outbox, embedded=app.embedded)
+    head = letterhead(app.settings, template_path, channel)
+    with app.connect(autocommit=True) as conn:
+        invites = lifecycle.resendable(conn, codes=codes, cohort=cohort)
+        if not invites:
+            say(f"nothing to resend in {cohort}: no sent, live invites")
+            return
+        transport = channel.open()
+        try:
+            outcome = delivery.resend(conn, invites, head, transport)
+        finally:
+            transport.close()
+    report_delivery(outcome, 0, channel.outbox)
+    if outcome.failed:
+        sys.exit(1)
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when it is a terminal; nothing animated in pipes or cron."""
+    if not sys.stderr.isatty() or total == 0:
+        yield lambda: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda: progress.advance(task)
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C asks the loop to stop after the current message instead of killing it mid-way."""
+    import signal
+
+    stopped = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal stopped
+        stopped = True
+        say("stopping after the current message (Ctrl-C again to abort now)")
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: stopped
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- the embedded database ------------------------------------------------------------------------

@@ -18,11 +18,14 @@ from beta_invites_cli.errors import (
     InviteError,
     InviteExpired,
     UnknownCode,
+    ValidationFailed,
 )
 from beta_invites_cli.status import STATUS_SQL
 
 if TYPE_CHECKING:
     import psycopg
+
+    from beta_invites_cli.delivery import Pending
 
 __all__ = [
     "AlreadyRedeemed",
@@ -100,3 +103,61 @@ def _find(conn: psycopg.Connection[Any], code: str) -> Invite | None:
         f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = %s", (code,)
     ).fetchone()
     return None if row is None else Invite.from_row(row)
+
+
+def resendable(
+    conn: psycopg.Connection[Any], *, codes: tuple[str, ...] = (), cohort: str | None = None
+) -> list[Pending]:
+    """The sent, live invites to email again; named codes that cannot be resent are refused."""
+    from beta_invites_cli.delivery import Pending
+
+    if cohort is not None:
+        rows = conn.execute(
+            """
+            SELECT id, code, email, cohort, expires_at FROM public.beta_invites
+             WHERE cohort = %s AND sent_at IS NOT NULL AND used_at IS NULL AND expires_at > now()
+             ORDER BY created_at, id
+            """,
+            (cohort,),
+        ).fetchall()
+        return [Pending(*row) for row in rows]
+    problems: list[str] = []
+    wanted: list[str] = []
+    for typed in codes:
+        try:
+            wanted.append(normalise(typed))
+        except InvalidCode as exc:
+            problems.append(str(exc))
+    found = {
+        invite.code: invite
+        for invite in (
+            Invite.from_row(row)
+            for row in conn.execute(
+                f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = ANY(%s)", (wanted,)
+            ).fetchall()
+        )
+    }
+    result = []
+    for code in wanted:
+        invite = found.get(code)
+        if invite is None:
+            problems.append(f"{code} is not an invite code we issued")
+        elif invite.status == "redeemed":
+            problems.append(f"{code} was redeemed at {_when(invite.used_at)}: not resent")
+        elif invite.status == "expired":
+            problems.append(f"{code} expired at {_when(invite.expires_at)}: not resent")
+        elif invite.status == "unsent":
+            problems.append(
+                f"{code} has not been sent yet: use `invites send --cohort {invite.cohort}`"
+            )
+        else:
+            result.append(
+                Pending(invite.id, invite.code, invite.email, invite.cohort, invite.expires_at)
+            )
+    if problems:
+        raise ValidationFailed([*problems, "nothing was resent"])
+    return result
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "?"
