@@ -356,8 +356,6 @@ def generate(
         )
     elif records or fmt != "table":
         render(records, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
-    if request.found.problems:
-        sys.exit(1)
 
 
 def delivery_options(function: Any) -> Any:
@@ -460,7 +458,7 @@ def send(
     if outcome.interrupted:
         say("interrupted: run the same command again to send the rest")
         sys.exit(130)
-    if outcome.failed or request.found.problems:
+    if outcome.failed:
         sys.exit(1)
 
 
@@ -500,8 +498,8 @@ def report_delivery(outcome: Any, skipped: int, outbox: Path | None) -> None:
     say(f"sent {outcome.sent}, failed {len(outcome.failed)}, skipped {skipped}")
     if outbox is not None:
         say(
-            f"Nothing was emailed: SMTP_URL is not set or --outbox was given, so {outcome.sent} message(s) "
-            f"were written to {outbox}/ as .eml files and marked as sent."
+            f"Nothing was emailed: {outcome.sent} message(s) were written to {outbox}/ as .eml files "
+            "(and marked as sent); set SMTP_URL to email invitations."
         )
 
 

@@ -83,7 +83,12 @@ def load(path: Path | None, *, signup_url: str | None) -> Template:
     """The operator's template, or the default one (with a link when a signup URL is set)."""
     if path is None:
         name = "invitation.txt" if signup_url else "invitation-code-only.txt"
-        text = resources.files("beta_invites_cli").joinpath("templates").joinpath(name).read_text("utf-8")
+        text = (
+            resources.files("beta_invites_cli")
+            .joinpath("templates")
+            .joinpath(name)
+            .read_text("utf-8")
+        )
         return parse(text, f"default template {name}")
     try:
         text = path.read_bytes().decode("utf-8-sig")
