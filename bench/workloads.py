@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
+from pathlib import Path
+
+import psycopg
 
 from bench.harness import Context, Workload, invites_command, psql_command, run_quiet
 from beta_invites_cli import migrations
+from beta_invites_cli.codes import new_code
+from beta_invites_cli.delivery import Letterhead, Pending, compose
+from beta_invites_cli.issuing import issue
+from beta_invites_cli.recipients import collect
+from beta_invites_cli.template import load as load_template
 
 
 def startup(ctx: Context) -> Workload:
@@ -50,4 +59,84 @@ def migrate(ctx: Context) -> Workload:
     )
 
 
-ALL = {"startup": startup, "migrate": migrate}
+def generate(ctx: Context) -> Workload:
+    """`invites generate` of N recipients against psql \\copy of the same rows, codes precomputed."""
+    invites = invites_command()
+    size = ctx.size
+    url = ctx.fresh_database("bench_generate")
+    recipients = ctx.workdir / "recipients.csv"
+    recipients.write_text("email\n" + "".join(f"person{i}@example.com\n" for i in range(size)))
+    precomputed = ctx.workdir / "precomputed.csv"
+    precomputed.write_text("".join(f"{new_code()},person{i}@example.com,bench\n" for i in range(size)))
+
+    def empty() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE public.beta_invites")
+            conn.execute("VACUUM ANALYZE public.beta_invites")
+
+    return Workload(
+        name="generate",
+        ours_label=f"invites generate ({size:,} from CSV)",
+        baseline_label="psql \\copy of the same rows (codes precomputed)",
+        prepare_ours=empty,
+        prepare_baseline=empty,
+        ours=lambda: run_quiet(
+            [*invites, "generate", "--cohort", "bench", "--recipients", str(recipients), "--format", "csv",
+             "--output", str(ctx.workdir / "issued.csv")],
+            env=ctx.env(url),
+        ),
+        baseline=lambda: run_quiet(
+            [*psql_command(), url, "-c",
+             f"\\copy public.beta_invites (code, email, cohort) FROM '{precomputed}' CSV"]
+        ),
+        target="<= 1.5",
+        notes=["ours also validates and normalises every address and skips people already invited"],
+    )
+
+
+def send(ctx: Context) -> Workload:
+    """`invites send` of 5,000 messages against a plain smtplib loop over one connection."""
+    from tests.smtp import SmtpServer
+
+    invites = invites_command()
+    count = min(ctx.size, 5_000)
+    url = ctx.fresh_database("bench_send")
+    server = SmtpServer()
+    server.__enter__()
+    sender = "Beta <beta@example.com>"
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = collect([], tuple(f"person{i}@example.com" for i in range(count)))
+        issue(conn, found.recipients, cohort="bench")
+        rows = conn.execute(
+            "SELECT id, code, email, cohort, expires_at FROM public.beta_invites ORDER BY created_at"
+        ).fetchall()
+    head = Letterhead(sender, None, None, load_template(None, signup_url=None))
+    rendered = [
+        ("beta@example.com", row[2], bytes(compose(head, Pending(*row)))) for row in rows
+    ]
+    messages = ctx.workdir / "messages.pickle"
+    messages.write_bytes(pickle.dumps(rendered))
+
+    def unsend() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE public.beta_invites SET sent_at = NULL")
+            conn.execute("VACUUM ANALYZE public.beta_invites")
+
+    return Workload(
+        name="send",
+        ours_label=f"invites send ({count:,} messages, sent_at committed per message)",
+        baseline_label="smtplib loop, one connection, pre-rendered messages",
+        prepare_ours=unsend,
+        ours=lambda: run_quiet(
+            [*invites, "send", "--cohort", "bench"],
+            env=ctx.env(url, SMTP_URL=server.url, INVITES_FROM=sender),
+        ),
+        baseline=lambda: run_quiet(
+            [sys.executable, str(Path(__file__).with_name("smtplib_baseline.py")), "127.0.0.1", str(server.port), str(messages)]
+        ),
+        target="<= 1.25 (throughput >= 0.8)",
+        notes=["both talk to the same in-process aiosmtpd server; ours renders each message too"],
+    )
+
+
+ALL = {"startup": startup, "migrate": migrate, "generate": generate, "send": send}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 from beta_invites_cli.errors import InvalidCode
@@ -11,8 +12,19 @@ LENGTH = 16
 _LOOKALIKES = {"0": "O", "1": "I or L", "I": "1", "L": "1"}
 
 
+# 10 random bytes are exactly 16 base32 symbols: encode with the standard alphabet, then map
+# it onto ours. Uniform, and much faster than 16 calls to secrets.choice.
+_FROM_BASE32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET)
+
+
 def new_code() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    return base64.b32encode(secrets.token_bytes(10)).decode("ascii").translate(_FROM_BASE32)
+
+
+def new_codes(count: int) -> list[str]:
+    """`count` codes at once: 10-byte groups encode independently, so one call does them all."""
+    text = base64.b32encode(secrets.token_bytes(10 * count)).decode("ascii").translate(_FROM_BASE32)
+    return [text[i : i + LENGTH] for i in range(0, len(text), LENGTH)]
 
 
 def normalise(typed: str) -> str:

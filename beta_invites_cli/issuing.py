@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from beta_invites_cli.codes import new_code
+from beta_invites_cli.codes import new_codes
 from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.recipients import Recipient, RecipientList
 
@@ -56,101 +56,101 @@ def issue(
     mark_sent: bool = False,
     dry_run: bool = False,
 ) -> IssueResult:
-    """Create invites for `recipients` in one transaction (committed unless dry_run)."""
+    """Create invites for `recipients` in one transaction (committed unless dry_run).
+
+    The rows are COPYed straight into beta_invites, as fast as PostgreSQL loads data. A code
+    that collides with an existing one aborts the COPY: it is rolled back to a savepoint and
+    retried with new codes, so a collision never reaches the operator.
+    """
+    import psycopg
+
     result = IssueResult()
     if not recipients:
         return result
     with conn.transaction(force_rollback=dry_run):
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ISSUE_LOCK_KEY,))
-        conn.execute(
-            "CREATE TEMPORARY TABLE invites_incoming ("
-            " email text NOT NULL, email_key text PRIMARY KEY, code text NOT NULL, position int NOT NULL"
-            ") ON COMMIT DROP"
-        )
-        with conn.cursor().copy(
-            "COPY invites_incoming (email, email_key, code, position) FROM STDIN"
-        ) as copy:
-            for position, recipient in enumerate(recipients):
-                copy.write_row((recipient.email, recipient.key, new_code(), position))
         if not force:
-            skipped = conn.execute(
-                """
-                WITH blocked AS (
-                  SELECT i.email_key, bool_or(b.used_at IS NOT NULL) AS redeemed
-                    FROM invites_incoming i
-                    JOIN public.beta_invites b ON lower(b.email) = i.email_key
-                   WHERE b.used_at IS NOT NULL OR b.expires_at > now()
-                   GROUP BY i.email_key
-                )
-                DELETE FROM invites_incoming i
-                 USING blocked
-                 WHERE i.email_key = blocked.email_key
-                RETURNING i.email, i.position, blocked.redeemed
-                """
-            ).fetchall()
-            result.skipped = [
-                (email, "already redeemed an invite" if redeemed else "already holds a live invite")
-                for email, _, redeemed in sorted(skipped, key=lambda row: row[1])
-            ]
-        waiting = len(recipients) - len(result.skipped)
-        params = {
-            "cohort": cohort,
-            "expires_in": expires_in,
-            "sent_by": sent_by,
-            "mark_sent": mark_sent,
-        }
+            recipients, result.skipped = _without_invited(conn, recipients)
+        if not recipients:
+            return result
+        clock = conn.execute("SELECT now(), now() + %s::interval", (expires_in,)).fetchone()
+        assert clock is not None
+        sent_at = clock[0] if mark_sent else None
         for _ in range(MAX_CODE_ATTEMPTS):
-            rows = conn.execute(
-                _INSERT_WITH_EXPIRY if expires_in is not None else _INSERT_DEFAULT_EXPIRY, params
-            ).fetchall()
-            result.created += [IssuedInvite(r[0], r[1], r[2], r[3]) for r in rows]
-            waiting -= len(rows)
-            if waiting == 0:
-                break
-            # Some rows lost a code collision: keep only those, with new codes, and go again.
-            conn.execute(
-                "DELETE FROM invites_incoming i USING public.beta_invites b"
-                " WHERE b.code = i.code AND b.email = i.email"
-            )
-            left = conn.execute("SELECT email_key FROM invites_incoming").fetchall()
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "UPDATE invites_incoming SET code = %s WHERE email_key = %s",
-                    [(new_code(), key) for (key,) in left],
-                )
+            codes = new_codes(len(recipients))
+            try:
+                with conn.transaction():
+                    _copy(conn, recipients, codes, cohort, sent_by, sent_at, clock[1])
+            except psycopg.errors.UniqueViolation as exc:
+                if "code" not in (exc.diag.constraint_name or ""):
+                    raise
+                continue  # a code collided with an existing one: draw them all again
+            break
         else:
             raise InvitesError("could not draw unused invite codes; nothing was issued")
-    order = {r.key: i for i, r in enumerate(recipients)}
-    result.created.sort(key=lambda invite: order[invite.email.lower()])
+        if expires_in is None:
+            # The table's default expiry, the same for every row of this transaction.
+            row = conn.execute(
+                "SELECT expires_at FROM public.beta_invites WHERE code = %s", (codes[0],)
+            ).fetchone()
+            assert row is not None
+            expires_at = row[0]
+        else:
+            expires_at = clock[1]
+        result.created = [
+            IssuedInvite(recipient.email, code, cohort, expires_at)
+            for recipient, code in zip(recipients, codes, strict=True)
+        ]
     return result
 
 
-_INSERT_COLUMNS = """
-    RETURNING email, code, cohort, expires_at
-"""
+def _without_invited(
+    conn: psycopg.Connection[Any], recipients: list[Recipient]
+) -> tuple[list[Recipient], list[tuple[str, str]]]:
+    """Drop people who already hold a live or a redeemed invite, saying which."""
+    held = dict(
+        conn.execute(
+            """
+            SELECT lower(email), bool_or(used_at IS NOT NULL)
+              FROM public.beta_invites
+             WHERE lower(email) = ANY(%s) AND (used_at IS NOT NULL OR expires_at > now())
+             GROUP BY 1
+            """,
+            ([r.key for r in recipients],),
+        ).fetchall()
+    )
+    if not held:
+        return recipients, []
+    skipped = [
+        (r.email, "already redeemed an invite" if held[r.key] else "already holds a live invite")
+        for r in recipients
+        if r.key in held
+    ]
+    return [r for r in recipients if r.key not in held], skipped
 
-_INSERT_DEFAULT_EXPIRY = (
-    """
-    INSERT INTO public.beta_invites (code, email, cohort, sent_by, sent_at)
-    SELECT code, email, %(cohort)s, %(sent_by)s, CASE WHEN %(mark_sent)s THEN now() END
-      FROM invites_incoming
-     ORDER BY position
-    ON CONFLICT (code) DO NOTHING
-    """
-    + _INSERT_COLUMNS
-)
 
-_INSERT_WITH_EXPIRY = (
-    """
-    INSERT INTO public.beta_invites (code, email, cohort, sent_by, sent_at, expires_at)
-    SELECT code, email, %(cohort)s, %(sent_by)s, CASE WHEN %(mark_sent)s THEN now() END,
-           now() + %(expires_in)s
-      FROM invites_incoming
-     ORDER BY position
-    ON CONFLICT (code) DO NOTHING
-    """
-    + _INSERT_COLUMNS
-)
+def _copy(
+    conn: psycopg.Connection[Any],
+    recipients: list[Recipient],
+    codes: list[str],
+    cohort: str,
+    sent_by: UUID | None,
+    sent_at: datetime | None,
+    expires_at: datetime | None,
+) -> None:
+    # Without --expires-in the column is left out, so the table's own default applies.
+    if expires_at is None:
+        with conn.cursor().copy(
+            "COPY public.beta_invites (code, email, cohort, sent_by, sent_at) FROM STDIN"
+        ) as copy:
+            for recipient, code in zip(recipients, codes, strict=True):
+                copy.write_row((code, recipient.email, cohort, sent_by, sent_at))
+    else:
+        with conn.cursor().copy(
+            "COPY public.beta_invites (code, email, cohort, sent_by, sent_at, expires_at) FROM STDIN"
+        ) as copy:
+            for recipient, code in zip(recipients, codes, strict=True):
+                copy.write_row((code, recipient.email, cohort, sent_by, sent_at, expires_at))
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,21 @@ def write_csv(records: Iterable[Mapping[str, Any]], keys: Sequence[str], out: IO
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(keys)
     count = 0
+    converted: dict[Any, Any] = {}  # a batch shares timestamps: format each one once
+
+    def value_of(value: Any) -> Any:
+        if value is None:
+            return ""
+        if type(value) is str or type(value) is int:
+            return value
+        if value not in converted:
+            if len(converted) > 1000:
+                converted.clear()
+            converted[value] = plain(value)
+        return converted[value]
+
     for record in records:
-        writer.writerow(["" if record.get(k) is None else plain(record.get(k)) for k in keys])
+        writer.writerow([value_of(record.get(k)) for k in keys])
         count += 1
     return count
 

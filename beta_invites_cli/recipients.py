@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import re
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -46,12 +47,53 @@ def check_cohort(cohort: str) -> str:
     return cohort
 
 
+# Plain ASCII addresses, the overwhelming majority, are checked by this strict pattern (a subset
+# of what email-validator accepts); anything else goes through email-validator itself.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN = re.compile(rf"^({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})$")
+
+
+def _plain_address(address: str) -> Recipient | None:
+    match = _PLAIN.match(address)
+    if match is None or len(address) > 254 or len(match.group(1)) > 64:
+        return None
+    domain = match.group(2).lower()
+    if "xn--" in domain or _special_use(domain):  # IDNA and special-use names: the full check
+        return None
+    email = f"{match.group(1)}@{domain}"
+    return Recipient(email=email, key=email.lower(), where="")
+
+
+_SPECIAL_USE: frozenset[str] | None = None
+_DOMAIN_OK: dict[str, bool] = {}  # recipients share a handful of domains: decide each once
+
+
+def _special_use(domain: str) -> bool:
+    """Names email-validator refuses (localhost, .test, ...): left to it to explain."""
+    known = _DOMAIN_OK.get(domain)
+    if known is not None:
+        return not known
+    global _SPECIAL_USE
+    if _SPECIAL_USE is None:
+        from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+        _SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+    labels = domain.split(".")
+    special = any(".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels)))
+    if len(_DOMAIN_OK) < 10_000:
+        _DOMAIN_OK[domain] = not special
+    return special
+
+
 def normalise_email(address: str) -> Recipient | str:
     """The normalised address, or the reason it is not one."""
-    from email_validator import EmailNotValidError, validate_email
-
     if len(address) > MAX_EMAIL:
         return f"longer than {MAX_EMAIL} characters"
+    plain = _plain_address(address)
+    if plain is not None:
+        return plain
+    from email_validator import EmailNotValidError, validate_email
     try:
         valid = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
