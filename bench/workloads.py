@@ -67,7 +67,9 @@ def generate(ctx: Context) -> Workload:
     recipients = ctx.workdir / "recipients.csv"
     recipients.write_text("email\n" + "".join(f"person{i}@example.com\n" for i in range(size)))
     precomputed = ctx.workdir / "precomputed.csv"
-    precomputed.write_text("".join(f"{new_code()},person{i}@example.com,bench\n" for i in range(size)))
+    precomputed.write_text(
+        "".join(f"{new_code()},person{i}@example.com,bench\n" for i in range(size))
+    )
 
     def empty() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -81,13 +83,27 @@ def generate(ctx: Context) -> Workload:
         prepare_ours=empty,
         prepare_baseline=empty,
         ours=lambda: run_quiet(
-            [*invites, "generate", "--cohort", "bench", "--recipients", str(recipients), "--format", "csv",
-             "--output", str(ctx.workdir / "issued.csv")],
+            [
+                *invites,
+                "generate",
+                "--cohort",
+                "bench",
+                "--recipients",
+                str(recipients),
+                "--format",
+                "csv",
+                "--output",
+                str(ctx.workdir / "issued.csv"),
+            ],
             env=ctx.env(url),
         ),
         baseline=lambda: run_quiet(
-            [*psql_command(), url, "-c",
-             f"\\copy public.beta_invites (code, email, cohort) FROM '{precomputed}' CSV"]
+            [
+                *psql_command(),
+                url,
+                "-c",
+                f"\\copy public.beta_invites (code, email, cohort) FROM '{precomputed}' CSV",
+            ]
         ),
         target="<= 1.5",
         notes=["ours also validates and normalises every address and skips people already invited"],
@@ -111,9 +127,7 @@ def send(ctx: Context) -> Workload:
             "SELECT id, code, email, cohort, expires_at FROM public.beta_invites ORDER BY created_at"
         ).fetchall()
     head = Letterhead(sender, None, None, load_template(None, signup_url=None))
-    rendered = [
-        ("beta@example.com", row[2], bytes(compose(head, Pending(*row)))) for row in rows
-    ]
+    rendered = [("beta@example.com", row[2], compose(head, Pending(*row)).data) for row in rows]
     messages = ctx.workdir / "messages.pickle"
     messages.write_bytes(pickle.dumps(rendered))
 
@@ -132,7 +146,13 @@ def send(ctx: Context) -> Workload:
             env=ctx.env(url, SMTP_URL=server.url, INVITES_FROM=sender),
         ),
         baseline=lambda: run_quiet(
-            [sys.executable, str(Path(__file__).with_name("smtplib_baseline.py")), "127.0.0.1", str(server.port), str(messages)]
+            [
+                sys.executable,
+                str(Path(__file__).with_name("smtplib_baseline.py")),
+                "127.0.0.1",
+                str(server.port),
+                str(messages),
+            ]
         ),
         target="<= 1.25 (throughput >= 0.8)",
         notes=["both talk to the same in-process aiosmtpd server; ours renders each message too"],

@@ -486,7 +486,7 @@ def preview_send(
         invite = would_issue.created[0]
         first = delivery.Pending(None, new_code(), invite.email, cohort, invite.expires_at)  # type: ignore[arg-type]
     if first is not None:
-        click.echo(delivery.compose(head, first).as_string())
+        click.echo(delivery.compose(head, first).data.decode("utf-8", "replace"))
     say(
         f"dry run: would issue {len(would_issue.created)} new invite(s) "
         f"(skip {len(would_issue.skipped)}) and send {count} message(s); nothing was written or sent"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from beta_invites_cli.errors import InvitesError
-from beta_invites_cli.mail import DeliveryFailed, Transport, build_message
+from beta_invites_cli.mail import DeliveryFailed, Letter, Transport, build_letter
 from beta_invites_cli.template import Template, signup_link
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class DeliveryResult:
     aborted: str | None = None
 
 
-def compose(letterhead: Letterhead, invite: Pending) -> Any:
+def compose(letterhead: Letterhead, invite: Pending) -> Letter:
     subject, body = letterhead.template.render(
         code=invite.code,
         link=signup_link(letterhead.signup_url, invite.code),
@@ -59,15 +59,14 @@ def compose(letterhead: Letterhead, invite: Pending) -> Any:
         expires_at=invite.expires_at,
         email=invite.email,
     )
-    message = build_message(
+    return build_letter(
         sender=letterhead.sender,
         reply_to=letterhead.reply_to,
         to=invite.email,
         subject=subject,
         body=body,
+        name=invite.code,
     )
-    message["X-Invite-Code"] = invite.code
-    return message
 
 
 def count_unsent(conn: psycopg.Connection[Any], cohort: str) -> int:
@@ -136,43 +135,81 @@ def deliver_cohort(
     """Email every unsent, live invite of `cohort` (at most `limit`), `rate` per second at most.
 
     Both connections are in autocommit mode: `reader` walks the candidates while each message
-    gets its own short transaction on `conn`.
+    gets its own transaction on `conn`: lock the row, send, record sent_at, commit. Committing
+    one message and locking the next travel together in one round trip (a pipeline).
     """
     result = DeliveryResult()
     interval = 1.0 / rate if rate else 0.0
     next_at = time.monotonic()
-    for candidate in _unsent_pages(reader, cohort):
-        if limit is not None and result.sent + len(result.failed) >= limit:
-            break
-        if should_stop():
-            result.interrupted = True
-            break
-        if interval:
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            next_at = max(next_at, time.monotonic()) + interval
-        try:
-            outcome = _deliver_one(conn, candidate.id, letterhead, transport)
-        except InvitesError as exc:  # the mail server cannot be reached at all
-            result.aborted = str(exc)
-            break
-        if outcome is None:
-            continue  # someone else has it, or it was redeemed or sent meanwhile
-        invite, error = outcome
-        if error is None:
-            result.sent += 1
-        else:
-            result.failed.append((invite.email, error))
-        if on_progress is not None:
-            on_progress(invite, error)
+    sent: Pending | None = None  # accepted by the server, sent_at not yet committed
+    try:
+        for candidate in _unsent_pages(reader, cohort):
+            if limit is not None and result.sent + len(result.failed) + (sent is not None) >= limit:
+                break
+            if should_stop():
+                result.interrupted = True
+                break
+            invite = _commit_and_lock(conn, sent, candidate.id)
+            if sent is not None:
+                _progress(result, on_progress, sent, None)
+                sent = None
+            if invite is None:
+                conn.execute("ROLLBACK")
+                continue  # another sender has it, or it was redeemed or sent meanwhile
+            if interval:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                next_at = max(next_at, time.monotonic()) + interval
+            try:
+                transport.deliver(compose(letterhead, invite))
+            except DeliveryFailed as exc:
+                conn.execute("ROLLBACK")
+                _progress(result, on_progress, invite, str(exc))
+                continue
+            except InvitesError as exc:  # the mail server cannot be reached at all
+                conn.execute("ROLLBACK")
+                result.aborted = str(exc)
+                break
+            sent = invite
+        if sent is not None:
+            _commit_and_lock(conn, sent, None)
+            _progress(result, on_progress, sent, None)
+            sent = None
+    finally:
+        if not conn.closed and conn.info.transaction_status != conn.info.transaction_status.IDLE:
+            conn.execute("ROLLBACK")
     return result
 
 
-def _deliver_one(
-    conn: psycopg.Connection[Any], invite_id: UUID, letterhead: Letterhead, transport: Transport
-) -> tuple[Pending, str | None] | None:
-    with conn.transaction():
+def _progress(
+    result: DeliveryResult,
+    on_progress: Callable[[Pending, str | None], None] | None,
+    invite: Pending,
+    error: str | None,
+) -> None:
+    if error is None:
+        result.sent += 1
+    else:
+        result.failed.append((invite.email, error))
+    if on_progress is not None:
+        on_progress(invite, error)
+
+
+def _commit_and_lock(
+    conn: psycopg.Connection[Any], sent: Pending | None, next_id: UUID | None
+) -> Pending | None:
+    """Record `sent` as delivered and commit; then open a transaction locking `next_id`.
+
+    The lock is held while that invite's message is in flight, so a concurrent sender skips it.
+    """
+    with conn.pipeline():
+        if sent is not None:
+            conn.execute("UPDATE public.beta_invites SET sent_at = now() WHERE id = %s", (sent.id,))
+            conn.execute("COMMIT")
+        if next_id is None:
+            return None
+        conn.execute("BEGIN")
         row = conn.execute(
             """
             SELECT id, code, email, cohort, expires_at
@@ -180,17 +217,9 @@ def _deliver_one(
              WHERE id = %s AND sent_at IS NULL AND used_at IS NULL AND expires_at > now()
                FOR UPDATE SKIP LOCKED
             """,
-            (invite_id,),
+            (next_id,),
         ).fetchone()
-        if row is None:
-            return None
-        invite = Pending(*row)
-        try:
-            transport.deliver(compose(letterhead, invite))
-        except DeliveryFailed as exc:
-            return invite, str(exc)
-        conn.execute("UPDATE public.beta_invites SET sent_at = now() WHERE id = %s", (invite.id,))
-    return invite, None
+    return None if row is None else Pending(*row)
 
 
 def resend(

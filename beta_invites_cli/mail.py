@@ -7,13 +7,14 @@ connection is opened again and the message retried.
 from __future__ import annotations
 
 import contextlib
+import quopri
 import smtplib
 import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.header import Header
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -64,25 +65,67 @@ class DeliveryFailed(Exception):
 class Transport(Protocol):
     description: str
 
-    def deliver(self, message: EmailMessage) -> None: ...
+    def deliver(self, letter: Letter) -> None: ...
 
     def close(self) -> None: ...
 
 
-def build_message(
-    *, sender: str, reply_to: str | None, to: str, subject: str, body: str
-) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = to
-    if reply_to:
-        message["Reply-To"] = reply_to
-    message["Subject"] = subject
-    message["Date"] = formatdate(localtime=True)
-    domain = sender.rpartition("@")[2].strip("> ") or "localhost"
-    message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(body)
-    return message
+@dataclass(frozen=True)
+class Letter:
+    """One rendered message: the envelope and the bytes the server receives."""
+
+    sender: str  # envelope address
+    to: str
+    data: bytes
+    name: str  # a file name for the outbox: the invite code
+
+
+def _header(name: str, value: str) -> str:
+    """One header line: as it is when short ASCII, else RFC 2047-encoded and folded."""
+    line = f"{name}: {value}"
+    if value.isascii() and len(line) <= 78 and "\n" not in value:
+        return line
+    return f"{name}: " + Header(value, "utf-8", header_name=name).encode()
+
+
+def _address_header(name: str, value: str) -> str:
+    display, address = parseaddr(value)
+    if display and not display.isascii():
+        return f"{name}: {formataddr((display, address), charset='utf-8')}"
+    return _header(name, value)
+
+
+def build_letter(
+    *, sender: str, reply_to: str | None, to: str, subject: str, body: str, name: str
+) -> Letter:
+    """Render one plain-text message.
+
+    Written out directly rather than through email.message: for these simple messages the
+    result is the same, and rendering is several times faster, which shows in big batches.
+    """
+    _, address = parseaddr(sender)
+    lines = [
+        _address_header("From", sender),
+        _header("To", to),
+        *([_address_header("Reply-To", reply_to)] if reply_to else []),
+        _header("Subject", subject),
+        f"Date: {formatdate(localtime=True)}",
+        f"Message-ID: {make_msgid(domain=address.rpartition('@')[2] or 'localhost')}",
+        f"X-Invite-Code: {name}",
+        "MIME-Version: 1.0",
+    ]
+    text = body.replace("\r\n", "\n")
+    if text.isascii() and all(len(line) <= 998 for line in text.split("\n")):
+        lines += ['Content-Type: text/plain; charset="us-ascii"', "Content-Transfer-Encoding: 7bit"]
+        payload = text
+    else:
+        lines += [
+            'Content-Type: text/plain; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+        ]
+        payload = quopri.encodestring(text.encode("utf-8")).decode("ascii")
+    data = ("\n".join(lines) + "\n\n" + payload).encode("ascii")
+    return Letter(sender=address, to=to, data=data, name=name)
 
 
 class SmtpTransport:
@@ -134,14 +177,14 @@ class SmtpTransport:
             ) from None
         return smtp
 
-    def deliver(self, message: EmailMessage) -> None:
+    def deliver(self, letter: Letter) -> None:
         attempt = 0
         reconnected = False
         while True:
             if self._smtp is None:
                 self._smtp = self._connect()
             try:
-                self._smtp.send_message(message)
+                self._smtp.sendmail(letter.sender, [letter.to], letter.data)
                 return
             except smtplib.SMTPServerDisconnected:
                 # The server dropped us: open a new connection and try this message once more.
@@ -193,11 +236,10 @@ class OutboxTransport:
         except OSError as exc:
             raise InvitesError(f"cannot create the outbox {directory}: {exc.strerror}") from None
 
-    def deliver(self, message: EmailMessage) -> None:
-        name = str(message["X-Invite-Code"] or make_msgid().strip("<>"))
-        path = self.directory / f"{name}.eml"
+    def deliver(self, letter: Letter) -> None:
+        path = self.directory / f"{letter.name}.eml"
         temporary = path.with_suffix(".eml.tmp")
-        temporary.write_bytes(bytes(message))
+        temporary.write_bytes(letter.data)
         temporary.replace(path)  # a reader never sees half a message
 
     def close(self) -> None:

@@ -94,6 +94,7 @@ def normalise_email(address: str) -> Recipient | str:
     if plain is not None:
         return plain
     from email_validator import EmailNotValidError, validate_email
+
     try:
         valid = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:

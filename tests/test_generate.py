@@ -297,7 +297,9 @@ def test_code_collisions_are_retried(
         "INSERT INTO beta_invites (code, email, cohort) VALUES ('AAAAAAAAAAAAAAAA', 'x@example.com', 'c'), ('BBBBBBBBBBBBBBBB', 'y@example.com', 'c')"
     )
     drawn = iter(["AAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBB", "CCCCCCCCCCCCCCCC", "DDDDDDDDDDDDDDDD"])
-    monkeypatch.setattr("beta_invites_cli.issuing.new_codes", lambda n: [next(drawn) for _ in range(n)])
+    monkeypatch.setattr(
+        "beta_invites_cli.issuing.new_codes", lambda n: [next(drawn) for _ in range(n)]
+    )
     found = collect([], ("a@example.com", "b@example.com"))
     result = issue(conn, found.recipients, cohort="press-x")
     assert sorted((i.email, i.code) for i in result.created) == [
