@@ -584,6 +584,182 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+# -- lifecycle ----------------------------------------------------------------------------------
+
+REDEEM_KEYS = ["code", "status", "cohort", "used_at", "expires_at"]
+CHANGE_COLUMNS = [
+    Column("code", "Code"),
+    Column("cohort", "Cohort"),
+    Column("status", "Status"),
+    Column("expires_at", "Expires"),
+]
+
+
+@cli.command(epilog="Example: invites redeem abcd-efgh-jkmn-pqrs --user-id 9b2f7c1e-...")
+@click.argument("code")
+@click.option(
+    "--user-id", metavar="UUID", help="The account created with the code (public.users id)."
+)
+@format_option()
+@pass_app
+def redeem(app: App, code: str, user_id: str | None, fmt: str) -> None:
+    """Redeem a code for someone (support cases): the same path /auth/register takes."""
+    import json
+    from uuid import UUID
+
+    from beta_invites_cli import lifecycle
+    from beta_invites_cli.codes import normalise
+    from beta_invites_cli.errors import InvalidCode, InviteError
+    from beta_invites_cli.output import plain
+
+    user = None
+    if user_id is not None:
+        try:
+            user = UUID(user_id)
+        except ValueError:
+            fail(f"--user-id {user_id!r} is not a UUID")
+    record: dict[str, Any] = {
+        "code": code.strip(),
+        "status": "invalid",
+        "cohort": None,
+        "used_at": None,
+        "expires_at": None,
+    }
+    error: InviteError | None = None
+    try:
+        record["code"] = normalise(code)
+        with app.connect() as conn:
+            if user is not None:
+                from beta_invites_cli.issuing import check_sender
+
+                try:
+                    check_sender(conn, user)
+                except InvitesError:
+                    fail(f"--user-id {user}: no such user in public.users")
+            try:
+                invite = lifecycle.redeem(conn, record["code"], user_id=user)
+                conn.commit()
+                record.update(
+                    status="redeemed",
+                    cohort=invite.cohort,
+                    used_at=invite.used_at,
+                    expires_at=invite.expires_at,
+                )
+            except InviteError as exc:
+                error = exc
+                if not isinstance(exc, lifecycle.UnknownCode):
+                    current = lifecycle.check(conn, record["code"])
+                    record.update(
+                        cohort=current.cohort,
+                        used_at=current.used_at,
+                        expires_at=current.expires_at,
+                    )
+                record["status"] = exc.status
+    except InvalidCode as exc:
+        error = exc
+    if fmt == "json":
+        click.echo(json.dumps({k: plain(record[k]) for k in REDEEM_KEYS}))
+    elif error is None:
+        click.echo(f"redeemed {record['code']} (cohort {record['cohort']})")
+    if error is not None:
+        if fmt == "json":
+            sys.exit(1)
+        fail(str(error))
+
+
+@cli.command(epilog="Example: invites revoke ABCDEFGHJKMNPQRS --reason 'sent to the wrong person'")
+@click.argument("codes", nargs=-1, required=True)
+@click.option("--reason", help="Why (kept with the invite; no personal data).")
+@format_option()
+@pass_app
+def revoke(app: App, codes: tuple[str, ...], reason: str | None, fmt: str) -> None:
+    """End pending invites now (they become expired). All or nothing."""
+    from beta_invites_cli import lifecycle
+
+    with app.connect(autocommit=True) as conn:
+        changes = lifecycle.revoke(conn, codes, reason=reason)
+    render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Revoked")
+    say(f"revoked {len(changes)}")
+
+
+@cli.command(epilog="Example: invites extend --cohort press-pitchfork --by 14d")
+@click.argument("codes", nargs=-1)
+@click.option("--cohort", help="Extend every pending invite of this cohort.")
+@click.option(
+    "--by", "by", required=True, metavar="DURATION", help="How much longer, like 14d or 36h."
+)
+@click.option(
+    "--include-expired",
+    is_flag=True,
+    help="Also revive expired, never-redeemed (not anonymised) invites.",
+)
+@format_option()
+@pass_app
+def extend(
+    app: App, codes: tuple[str, ...], cohort: str | None, by: str, include_expired: bool, fmt: str
+) -> None:
+    """Push back the expiry of pending invites."""
+    from beta_invites_cli import lifecycle
+    from beta_invites_cli.durations import parse_duration
+
+    if bool(codes) == bool(cohort):
+        fail("give invite codes or --cohort, not both and not neither")
+    delta = parse_duration(by, option="--by")
+    if delta.total_seconds() <= 0:
+        fail("--by must be longer than zero")
+    with app.connect(autocommit=True) as conn:
+        changes = lifecycle.extend(
+            conn, by=delta, codes=codes, cohort=cohort, include_expired=include_expired
+        )
+    render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Extended")
+    say(f"extended {len(changes)}")
+
+
+@cli.command(epilog="Example (crontab): * * * * * invites expire --grace 7d")
+@click.option(
+    "--grace",
+    default="0d",
+    show_default=True,
+    metavar="DURATION",
+    help="Anonymise only after expired this long.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Rows per transaction.",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be anonymised; change nothing.")
+@click.option("--verbose", "-v", is_flag=True, help="Report even when there was nothing to do.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@pass_app
+def expire(app: App, grace: str, batch_size: int, dry_run: bool, verbose: bool, fmt: str) -> None:
+    """Anonymise the email of invites that expired without being redeemed (run it from cron)."""
+    import json
+
+    from beta_invites_cli.durations import parse_duration
+    from beta_invites_cli.sweep import sweep
+
+    grace_period = parse_duration(grace, option="--grace")
+    with app.connect(autocommit=True) as conn:
+        result = sweep(conn, grace=grace_period, batch_size=batch_size, dry_run=dry_run)
+    if not result.ran:
+        say("another sweep is running; nothing to do")
+        return
+    if fmt == "json":
+        click.echo(
+            json.dumps({"anonymized": result.anonymized, "awaiting_grace": result.awaiting_grace})
+        )
+    elif result.anonymized or verbose or dry_run:
+        verb = "would anonymise" if dry_run else "anonymised"
+        click.echo(
+            f"{verb} {result.anonymized} expired invite(s); {result.awaiting_grace} within the grace period"
+        )
+
+
 # -- the embedded database ------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ invite is redeemed if and only if the caller's transaction commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -161,3 +161,126 @@ def resendable(
 
 def _when(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else "?"
+
+
+@dataclass(frozen=True)
+class Change:
+    code: str
+    cohort: str
+    status: str
+    expires_at: datetime
+
+
+def _normalised_codes(codes: tuple[str, ...] | list[str]) -> list[str]:
+    problems: list[str] = []
+    result: list[str] = []
+    for typed in codes:
+        try:
+            code = normalise(typed)
+        except InvalidCode as exc:
+            problems.append(str(exc))
+            continue
+        if code not in result:
+            result.append(code)
+    if problems:
+        raise ValidationFailed([*problems, "nothing was changed"])
+    return result
+
+
+def _refusals(
+    conn: psycopg.Connection[Any],
+    codes: list[str],
+    changed: set[str],
+    verb: str,
+    expired_why: str = "",
+) -> list[str]:
+    """Why each named code that was not changed could not be."""
+    found = {
+        invite.code: invite
+        for invite in (
+            Invite.from_row(row)
+            for row in conn.execute(
+                f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = ANY(%s)", (codes,)
+            ).fetchall()
+        )
+    }
+    problems = []
+    for code in codes:
+        if code in changed:
+            continue
+        invite = found.get(code)
+        if invite is None:
+            problems.append(f"{code} is not an invite code we issued")
+        elif invite.status == "redeemed":
+            problems.append(f"{code} was redeemed at {_when(invite.used_at)}: cannot {verb} it")
+        elif invite.status == "expired":
+            problems.append(f"{code} already expired at {_when(invite.expires_at)}{expired_why}")
+        else:
+            problems.append(f"{code} cannot be {verb}d")
+    return problems
+
+
+def revoke(
+    conn: psycopg.Connection[Any], codes: tuple[str, ...], *, reason: str | None = None
+) -> list[Change]:
+    """End pending invites now, all or none: one UPDATE; any refusal rolls everything back."""
+    wanted = _normalised_codes(codes)
+    with conn.transaction():
+        rows = conn.execute(
+            f"""
+            UPDATE public.beta_invites
+               SET expires_at = now(), revoked_at = now(), revoked_reason = %(reason)s
+             WHERE code = ANY(%(codes)s) AND used_at IS NULL AND expires_at > now()
+            RETURNING code, cohort, {STATUS_SQL}, expires_at
+            """,
+            {"codes": wanted, "reason": reason},
+        ).fetchall()
+        changes = [Change(*row) for row in rows]
+        problems = _refusals(conn, wanted, {c.code for c in changes}, "revoke")
+        if problems:
+            raise ValidationFailed([*problems, "nothing was revoked"])
+    return changes
+
+
+def extend(
+    conn: psycopg.Connection[Any],
+    *,
+    by: timedelta,
+    codes: tuple[str, ...] = (),
+    cohort: str | None = None,
+    include_expired: bool = False,
+) -> list[Change]:
+    """Push expires_at of pending invites (and expired, never-redeemed ones if asked) by `by`.
+
+    Expired invites restart from now. Anonymised invites are never extended: nobody can be
+    reached at their address any more.
+    """
+    condition = (
+        "used_at IS NULL AND anonymized_at IS NULL"
+        if include_expired
+        else "used_at IS NULL AND expires_at > now()"
+    )
+    wanted = _normalised_codes(codes) if codes else []
+    with conn.transaction():
+        rows = conn.execute(
+            f"""
+            UPDATE public.beta_invites
+               SET expires_at = greatest(expires_at, now()) + %(by)s
+             WHERE {condition}
+               AND (code = ANY(%(codes)s) OR cohort = %(cohort)s)
+            RETURNING code, cohort, {STATUS_SQL}, expires_at
+            """,
+            {"by": by, "codes": wanted, "cohort": cohort},
+        ).fetchall()
+        changes = [Change(*row) for row in rows]
+        if wanted:
+            why = " and its email was anonymised" if include_expired else ""
+            problems = _refusals(conn, wanted, {c.code for c in changes}, "extend", why)
+            if problems:
+                hint = (
+                    []
+                    if include_expired
+                    else ["(--include-expired extends expired, never-redeemed invites too)"]
+                )
+                raise ValidationFailed([*problems, *hint, "nothing was extended"])
+    return changes

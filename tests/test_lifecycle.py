@@ -1,0 +1,377 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import beta_invites_cli as api
+from beta_invites_cli.sweep import sweep
+from tests.conftest import Invoke
+
+CODES = {
+    "pending": "PENDNGAAAAAAAAAA",
+    "sent": "SENTAAAAAAAAAAAA",
+    "redeemed": "REDEEMEDAAAAAAAA",
+    "expired": "EXPREDAAAAAAAAAA",
+    "old": "XPREDZZZZZZZZZZZ",
+}
+
+
+@pytest.fixture
+def mixed(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """One invite in each state; 'old' expired ten days ago."""
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, sent_at, used_at, expires_at) VALUES
+          ('PENDNGAAAAAAAAAA', 'pending@example.com', 'press-a', NULL, NULL, now() + interval '5 days'),
+          ('SENTAAAAAAAAAAAA', 'sent@example.com', 'press-a', now(), NULL, now() + interval '5 days'),
+          ('REDEEMEDAAAAAAAA', 'redeemed@example.com', 'press-a', now(), now() - interval '1 day', now() - interval '1 hour'),
+          ('EXPREDAAAAAAAAAA', 'expired@example.com', 'press-a', now(), NULL, now() - interval '1 hour'),
+          ('XPREDZZZZZZZZZZZ', 'old@example.com', 'press-b', now(), NULL, now() - interval '10 days')
+        """
+    )
+    return CODES
+
+
+def state(conn: psycopg.Connection[Any], code: str) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT email, used_at IS NOT NULL, anonymized_at IS NOT NULL, expires_at > now() FROM beta_invites WHERE code = %s",
+        (code,),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+# -- the API --------------------------------------------------------------------------------------
+
+
+def test_redeem_in_the_callers_transaction(db_url: str, mixed: dict[str, str]) -> None:
+    with psycopg.connect(db_url) as conn:
+        user = conn.execute("INSERT INTO users DEFAULT VALUES RETURNING id").fetchone()
+        assert user is not None
+        invite = api.redeem(conn, " pendng-aaaa aaaaaa ", user_id=user[0])
+        assert (invite.code, invite.status, invite.redeemed_by) == (
+            mixed["pending"],
+            "redeemed",
+            user[0],
+        )
+        conn.rollback()  # the account creation failed: the invite must still be pending
+    with psycopg.connect(db_url) as conn:
+        assert api.check(conn, mixed["pending"]).status == "unsent"
+        api.redeem(conn, mixed["pending"])
+        conn.commit()
+        assert api.check(conn, mixed["pending"]).status == "redeemed"
+
+
+def test_every_refusal_has_its_own_exception(
+    conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    with pytest.raises(api.InvalidCode):
+        api.redeem(conn, "nope")
+    with pytest.raises(api.UnknownCode):
+        api.redeem(conn, "ZZZZZZZZZZZZZZZZ")
+    with pytest.raises(api.AlreadyRedeemed) as redeemed:
+        api.redeem(conn, mixed["redeemed"])
+    assert redeemed.value.used_at is not None
+    with pytest.raises(api.InviteExpired) as expired:
+        api.redeem(conn, mixed["expired"])
+    assert expired.value.expires_at is not None
+    assert all(
+        issubclass(e, api.InviteError)
+        for e in (api.InvalidCode, api.UnknownCode, api.AlreadyRedeemed, api.InviteExpired)
+    )
+    assert api.check(conn, mixed["sent"]).status == "sent"
+    assert api.check(conn, mixed["expired"]).status == "expired"
+
+
+def test_fifty_concurrent_redemptions_one_winner(db_url: str, mixed: dict[str, str]) -> None:
+    barrier = threading.Barrier(50)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        with psycopg.connect(db_url) as conn:
+            barrier.wait()
+            try:
+                api.redeem(conn, mixed["sent"])
+                conn.commit()
+                result = "redeemed"
+            except api.InviteError as exc:
+                result = exc.status
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=attempt) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["already_redeemed"] * 49 + ["redeemed"]
+
+
+# -- the redeem command ---------------------------------------------------------------------------
+
+
+def test_redeem_command(invites: Invoke, mixed: dict[str, str]) -> None:
+    ok = invites("redeem", "sent-aaaa-aaaa-aaaa")
+    assert ok.exit_code == 0
+    assert ok.stdout == "redeemed SENTAAAAAAAAAAAA (cohort press-a)\n"
+    again = invites("redeem", mixed["sent"], "--format", "json")
+    assert again.exit_code == 1
+    data = json.loads(again.stdout)
+    assert data["status"] == "already_redeemed" and data["cohort"] == "press-a" and data["used_at"]
+    assert list(data) == ["code", "status", "cohort", "used_at", "expires_at"]
+    expired = invites("redeem", mixed["expired"])
+    assert expired.exit_code == 1 and expired.stderr.startswith(
+        "Error: EXPREDAAAAAAAAAA expired at "
+    )
+    unknown = invites("redeem", "ZZZZ-ZZZZ-ZZZZ-ZZZZ", "--format", "json")
+    assert json.loads(unknown.stdout) == {
+        "code": "ZZZZZZZZZZZZZZZZ",
+        "status": "unknown",
+        "cohort": None,
+        "used_at": None,
+        "expires_at": None,
+    }
+    invalid = invites("redeem", "ABC1")
+    assert invalid.exit_code == 1
+    assert (
+        invalid.stderr
+        == "Error: invalid character '1' in invite code 'ABC1' (codes never contain 0, 1, I or L)\n"
+    )
+    nouser = invites(
+        "redeem", mixed["pending"], "--user-id", "9b2f7c1e-0000-4000-8000-000000000000"
+    )
+    assert (
+        nouser.stderr
+        == "Error: --user-id 9b2f7c1e-0000-4000-8000-000000000000: no such user in public.users\n"
+    )
+
+
+# -- revoke and extend ----------------------------------------------------------------------------
+
+
+def test_revoke_is_all_or_nothing(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    refused = invites("revoke", mixed["pending"], mixed["redeemed"], mixed["expired"])
+    assert refused.exit_code == 1
+    lines = refused.stderr.splitlines()
+    assert lines[0].startswith("Error: REDEEMEDAAAAAAAA was redeemed at ") and lines[0].endswith(
+        ": cannot revoke it"
+    )
+    assert lines[1].startswith("Error: EXPREDAAAAAAAAAA already expired at ")
+    assert lines[2] == "Error: nothing was revoked"
+    assert state(conn, mixed["pending"])[3] is True
+    ok = invites(
+        "revoke",
+        mixed["pending"],
+        mixed["sent"].lower(),
+        "--reason",
+        "wrong person",
+        "--format",
+        "csv",
+    )
+    assert ok.exit_code == 0
+    assert [line.split(",")[:3] for line in ok.stdout.splitlines()[1:]] == [
+        ["PENDNGAAAAAAAAAA", "press-a", "expired"],
+        ["SENTAAAAAAAAAAAA", "press-a", "expired"],
+    ]
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE revoked_reason = 'wrong person'"
+    ).fetchone() == (2,)
+
+
+def test_extend_pending_and_expired(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    before = conn.execute(
+        "SELECT expires_at FROM beta_invites WHERE code = %s", (mixed["pending"],)
+    ).fetchone()
+    assert before is not None
+    cohort = invites("extend", "--cohort", "press-a", "--by", "14d", "--format", "csv")
+    assert cohort.exit_code == 0
+    assert sorted(line.split(",")[0] for line in cohort.stdout.splitlines()[1:]) == [
+        mixed["pending"],
+        mixed["sent"],
+    ]
+    after = conn.execute(
+        "SELECT expires_at FROM beta_invites WHERE code = %s", (mixed["pending"],)
+    ).fetchone()
+    assert after is not None and after[0] - before[0] == timedelta(days=14)
+    refused = invites("extend", mixed["expired"], "--by", "7d")
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines()[-2:] == [
+        "Error: (--include-expired extends expired, never-redeemed invites too)",
+        "Error: nothing was extended",
+    ]
+    revived = invites(
+        "extend", mixed["expired"], "--by", "7d", "--include-expired", "--format", "json"
+    )
+    assert revived.exit_code == 0
+    assert json.loads(revived.stdout)[0]["status"] == "sent"
+    redeemed = invites("extend", mixed["redeemed"], "--by", "7d", "--include-expired")
+    assert redeemed.exit_code == 1 and "cannot extend it" in redeemed.stderr
+    sweep(conn)
+    anonymised = invites("extend", mixed["old"], "--by", "7d", "--include-expired")
+    assert anonymised.exit_code == 1 and "and its email was anonymised" in anonymised.stderr
+
+
+# -- the expire sweep -----------------------------------------------------------------------------
+
+
+def test_sweep_anonymises_only_expired_unredeemed_past_grace(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    graced = invites("expire", "--grace", "7d", "--format", "json")
+    assert json.loads(graced.stdout) == {"anonymized": 1, "awaiting_grace": 1}
+    old_email = state(conn, mixed["old"])[0]
+    assert old_email != "old@example.com" and "old" not in old_email.split("+")[1]
+    assert (
+        old_email.startswith("anonymized+")
+        and old_email.endswith("@invalid")
+        and len(old_email) <= 320
+    )
+    assert state(conn, mixed["expired"])[0] == "expired@example.com"
+    text = invites("expire")
+    assert text.stdout == "anonymised 1 expired invite(s); 0 within the grace period\n"
+    assert state(conn, mixed["redeemed"])[0] == "redeemed@example.com"
+    assert state(conn, mixed["pending"])[0] == "pending@example.com"
+    assert state(conn, mixed["sent"])[0] == "sent@example.com"
+    quiet = invites("expire")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (0, "", "")
+    # The rows keep their cohort, dates and code, so the report keeps its numbers.
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE code = ANY(%s) AND cohort IS NOT NULL",
+        (list(mixed.values()),),
+    ).fetchone() == (5,)
+    # No trace of any address in the anonymised values.
+    emails = [
+        r[0] for r in conn.execute("SELECT email FROM beta_invites WHERE anonymized_at IS NOT NULL")
+    ]
+    assert len(emails) == 2 and not any(
+        "old" in e.split("+")[1] or "expired" in e.split("+")[1] for e in emails
+    )
+
+
+def test_sweep_dry_run(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    result = invites("expire", "--dry-run")
+    assert result.stdout == "would anonymise 2 expired invite(s); 0 within the grace period\n"
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE anonymized_at IS NOT NULL"
+    ).fetchone() == (0,)
+
+
+def test_overlapping_sweep_steps_aside(invites: Invoke, db_url: str, mixed: dict[str, str]) -> None:
+    from beta_invites_cli.sweep import SWEEP_LOCK_KEY
+
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK_KEY,))
+        result = invites("expire")
+        assert result.exit_code == 0
+        assert result.stderr == "another sweep is running; nothing to do\n"
+
+
+def seed_expired(conn: psycopg.Connection[Any], count: int) -> None:
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, expires_at)
+        SELECT translate(upper(substr(md5(i::text), 1, 16)), '01', 'XY'), 'p' || i || '@example.com', 'bulk', now() - interval '1 hour'
+          FROM generate_series(1, %s) AS i
+        """,
+        (count,),
+    )
+
+
+def test_three_sweeps_at_once(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    seed_expired(conn, 3000)
+    env = {"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "beta_invites_cli",
+                "expire",
+                "--batch-size",
+                "100",
+                "--format",
+                "json",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], results
+    done = sum(json.loads(out)["anonymized"] for out, _ in results if out)
+    assert done == 3000
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE anonymized_at IS NULL"
+    ).fetchone() == (0,)
+
+
+def test_sweep_while_redemptions_happen(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    seed_expired(conn, 2000)
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort)
+        SELECT translate(upper(substr(md5('live' || i), 1, 16)), '01', 'XY'), 'live' || i || '@example.com', 'live' FROM generate_series(1, 300) AS i
+        """
+    )
+    live = [r[0] for r in conn.execute("SELECT code FROM beta_invites WHERE cohort = 'live'")]
+    redeemed: list[str] = []
+
+    def redeem_all() -> None:
+        with psycopg.connect(db_url) as own:
+            for code in live:
+                api.redeem(own, code)
+                own.commit()
+                redeemed.append(code)
+
+    worker = threading.Thread(target=redeem_all)
+    worker.start()
+    with psycopg.connect(db_url, autocommit=True) as own:
+        total = 0
+        while True:
+            result = sweep(own, batch_size=50)
+            total += result.anonymized
+            if not worker.is_alive() and result.anonymized == 0:
+                break
+    worker.join()
+    assert sorted(redeemed) == sorted(live)
+    assert total == 2000
+    counts = conn.execute(
+        "SELECT count(*) FILTER (WHERE anonymized_at IS NOT NULL), count(*) FILTER (WHERE used_at IS NOT NULL AND anonymized_at IS NULL) FROM beta_invites"
+    ).fetchone()
+    assert counts == (2000, 300)
+
+
+def test_a_sweep_after_a_sweep_reads_nothing(conn: psycopg.Connection[Any]) -> None:
+    seed_expired(conn, 5000)
+    conn.execute("ANALYZE beta_invites")
+    assert sweep(conn).anonymized == 5000
+    # The run right after only steps over the index entries the last run left behind (and
+    # marks them dead); from then on, until vacuum removes them, nothing is read at all.
+    assert sweep(conn).anonymized == 0
+    plan = conn.execute(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM beta_invites"
+        " WHERE used_at IS NULL AND anonymized_at IS NULL AND expires_at <= now() - interval '0'"
+        " ORDER BY expires_at LIMIT 5000 FOR UPDATE SKIP LOCKED"
+    ).fetchone()
+    assert plan is not None
+    top = plan[0][0]["Plan"]
+    assert top["Actual Rows"] == 0
+    # The finished rows are not in the index the sweep reads: a handful of pages at most.
+    assert top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0) < 10
