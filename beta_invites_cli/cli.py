@@ -760,6 +760,207 @@ def expire(app: App, grace: str, batch_size: int, dry_run: bool, verbose: bool, 
         )
 
 
+# -- reading ------------------------------------------------------------------------------------
+
+
+def filter_options(function: Any) -> Any:
+    options = [
+        click.option(
+            "--cohort",
+            "cohort_pattern",
+            metavar="PATTERN",
+            help="Cohorts matching a shell pattern, like press-*.",
+        ),
+        click.option("--since", metavar="DATE", help="Issued on or after this date (YYYY-MM-DD)."),
+        click.option("--until", metavar="DATE", help="Issued on or before this date (YYYY-MM-DD)."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def make_filters(cohort_pattern: str | None, since: str | None, until: str | None) -> Any:
+    from beta_invites_cli.filters import Filters, parse_date
+
+    problems = []
+    dates = {}
+    for option, value in (("--since", since), ("--until", until)):
+        if value is not None:
+            try:
+                dates[option] = parse_date(value, option)
+            except InvitesError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise ValidationFailed(problems)
+    return Filters(cohort=cohort_pattern, since=dates.get("--since"), until=dates.get("--until"))
+
+
+def rate_bar(rate: Any) -> str:
+    if rate is None:
+        return ""
+    width = 10
+    filled = float(rate) * width
+    full = int(filled)
+    half = "▌" if filled - full >= 0.5 else ""
+    return f"{'█' * full}{half}{' ' * (width - full - len(half))} {float(rate) * 100:5.1f}%"
+
+
+def trend_bar(maximum: int) -> Callable[[Any], str]:
+    def draw(value: Any) -> str:
+        if not value or not maximum:
+            return ""
+        return "▇" * max(1, round(int(value) / maximum * 20))
+
+    return draw
+
+
+@cli.command(epilog="Example: invites report --by segment --since 2026-11-01")
+@click.option(
+    "--by",
+    type=click.Choice(["cohort", "segment", "sender", "day", "week"]),
+    default="cohort",
+    show_default=True,
+)
+@filter_options
+@format_option()
+@pass_app
+def report(
+    app: App, by: str, cohort_pattern: str | None, since: str | None, until: str | None, fmt: str
+) -> None:
+    """Post-launch attribution: issued, sent, redeemed, pending, expired and rates per group."""
+    from datetime import datetime, timezone
+
+    from beta_invites_cli import report as reports
+
+    filters = make_filters(cohort_pattern, since, until)
+    segments = reports.segments_setting(app.settings.get("INVITES_SEGMENTS"))
+    with app.connect(autocommit=True) as conn:
+        result = reports.build(conn, by=by, filters=filters, segments=segments)
+    if not result.rows:
+        say("no invites match those filters" if filters.describe() else "no invites yet")
+        if fmt != "table":
+            render([], [Column(k, k) for k in result.keys], fmt)
+        return
+    if fmt != "table":
+        render(result.rows, [Column(k, k) for k in result.keys], fmt)
+        return
+    numeric = {
+        "issued",
+        "sent",
+        "redeemed",
+        "pending",
+        "expired",
+        "median_hours_to_redeem",
+        "redemptions",
+    }
+    columns = [Column(by, by.capitalize())]
+    if by in ("day", "week"):
+        peak = max(int(r["issued"]) for r in result.rows)
+        columns.append(Column("issued_trend", "Issued trend", render=trend_bar(peak)))
+        for row in result.rows:
+            row["issued_trend"] = row["issued"]
+    columns += [
+        Column(
+            k,
+            k.replace("_", " ").capitalize(),
+            numeric=k in numeric,
+            render=rate_bar if k == "redemption_rate" else None,
+        )
+        for k in result.keys[1:]
+    ]
+    columns = [
+        c
+        if c.key != "median_hours_to_redeem"
+        else Column(c.key, "Median h to redeem", numeric=True)
+        for c in columns
+    ]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    scope = filters.describe()
+    title = f"Invites by {by}{' (' + scope + ')' if scope else ''}, as of {when}"
+    totals = {**(result.totals or {}), by: "Total"}
+    render(result.rows, columns, fmt, title=title, footer=totals)
+
+
+LIST_COLUMNS = [
+    Column("code", "Code"),
+    Column("email", "Email"),
+    Column("cohort", "Cohort"),
+    Column("status", "Status"),
+    Column("created_at", "Created"),
+    Column("sent_at", "Sent"),
+    Column("used_at", "Used"),
+    Column("expires_at", "Expires"),
+]
+
+
+@cli.command(
+    "list",
+    epilog="Example: invites list --cohort 'press-*' --status pending --format csv > pending.csv",
+)
+@filter_options
+@click.option("--status", type=click.Choice(["redeemed", "expired", "pending", "unsent", "sent"]))
+@click.option("--email", metavar="ADDRESS", help="Invites of this address (any case).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="At most this many (default: 50 in a table, all for csv/json).",
+)
+@format_option()
+@pass_app
+def list_invites(
+    app: App,
+    cohort_pattern: str | None,
+    since: str | None,
+    until: str | None,
+    status: str | None,
+    email: str | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """List invites, newest first."""
+    from beta_invites_cli import listing
+
+    filters = make_filters(cohort_pattern, since, until)
+    if status is not None:
+        filters.extra.append(listing.status_filter(status))
+    if limit is None and fmt == "table":
+        limit = 50
+    with app.connect() as conn:
+        count = render(
+            listing.invites(conn, filters, email=email, limit=limit),
+            LIST_COLUMNS,
+            fmt,
+            title="Invites",
+        )
+        conn.rollback()
+    if count == 0:
+        say("no invites match")
+    elif fmt == "table" and limit is not None and count == limit:
+        say(f"showing the newest {count}; --limit N for more, --format csv for all")
+
+
+@cli.command(epilog="Example: invites show ABCD-EFGH-JKMN-PQRS")
+@click.argument("code")
+@format_option()
+@pass_app
+def show(app: App, code: str, fmt: str) -> None:
+    """Everything about one invite, including who sent and who redeemed it."""
+    from beta_invites_cli import listing
+
+    with app.connect(autocommit=True) as conn:
+        record = listing.show(conn, code)
+    if fmt == "table":
+        pairs = [{"field": key, "value": record[key]} for key in listing.SHOW_KEYS]
+        render(
+            pairs,
+            [Column("field", "Field"), Column("value", "Value")],
+            fmt,
+            title=f"Invite {record['code']}",
+        )
+    else:
+        render([record], [Column(k, k) for k in listing.SHOW_KEYS], fmt)
+
+
 # -- the embedded database ------------------------------------------------------------------------
 
 
@@ -768,7 +969,7 @@ def db() -> None:
     """Manage the embedded database (used when no DATABASE_URL is set)."""
 
 
-@db.command("status")
+@db.command("status", epilog="Example: invites db status")
 @pass_app
 def db_status(app: App) -> None:
     """Say where the embedded database lives and whether it is running."""
@@ -787,7 +988,7 @@ def db_status(app: App) -> None:
     click.echo(f"socket: {cluster.socket_dir}")
 
 
-@db.command("stop")
+@db.command("stop", epilog="Example: invites db stop")
 @pass_app
 def db_stop(app: App) -> None:
     """Stop the embedded database server (the next command starts it again)."""

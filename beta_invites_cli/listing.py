@@ -1,0 +1,86 @@
+"""`invites list` and `invites show`: day-to-day lookups, streamed from a server-side cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from beta_invites_cli.codes import normalise
+from beta_invites_cli.errors import UnknownCode
+from beta_invites_cli.filters import Filters
+from beta_invites_cli.status import STATUS_CONDITION, STATUS_SQL
+
+if TYPE_CHECKING:
+    import psycopg
+
+LIST_KEYS = ("code", "email", "cohort", "status", "created_at", "sent_at", "used_at", "expires_at")
+FETCH_SIZE = 5_000
+
+
+def status_filter(status: str) -> str:
+    return STATUS_CONDITION[status]
+
+
+def invites(
+    conn: psycopg.Connection[Any],
+    filters: Filters,
+    *,
+    email: str | None = None,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Matching invites, newest first, fetched a few thousand at a time (constant memory).
+
+    `conn` must not be in autocommit mode: a server-side cursor lives in a transaction.
+    """
+    if email is not None:
+        filters.extra.append("lower(email) = lower(%(email)s)")
+        filters.params["email"] = email
+    where = filters.where()
+    params = {**filters.params, "limit": limit}
+    with conn.cursor(name="invites_list") as cursor:
+        cursor.itersize = FETCH_SIZE
+        cursor.execute(
+            f"""
+            SELECT code, email, cohort, {STATUS_SQL} AS status, created_at, sent_at, used_at, expires_at
+              FROM public.beta_invites
+             WHERE {where}
+             ORDER BY created_at DESC, id DESC
+             LIMIT %(limit)s
+            """.encode(),
+            params,
+        )
+        for row in cursor:
+            yield dict(zip(LIST_KEYS, row, strict=True))
+
+
+SHOW_KEYS = (
+    "code",
+    "status",
+    "email",
+    "cohort",
+    "created_at",
+    "expires_at",
+    "sent_at",
+    "used_at",
+    "sent_by",
+    "redeemed_by",
+    "revoked_at",
+    "revoked_reason",
+    "anonymized_at",
+    "id",
+)
+
+
+def show(conn: psycopg.Connection[Any], typed: str) -> dict[str, Any]:
+    code = normalise(typed)
+    row = conn.execute(
+        f"""
+        SELECT code, {STATUS_SQL} AS status, email, cohort, created_at, expires_at, sent_at, used_at,
+               sent_by, redeemed_by, revoked_at, revoked_reason, anonymized_at, id
+          FROM public.beta_invites WHERE code = %s
+        """,
+        (code,),
+    ).fetchone()
+    if row is None:
+        raise UnknownCode(code)
+    return dict(zip(SHOW_KEYS, row, strict=True))
