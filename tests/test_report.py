@@ -271,8 +271,7 @@ def test_million_row_export_streams_in_constant_memory(
     proc = subprocess.run(
         [sys.executable, "-c", script],
         env={"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=False,
     )
