@@ -18,6 +18,9 @@ from bench.workloads import ALL  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=100_000, help="invites in the synthetic data")
+    parser.add_argument(
+        "--big", type=int, default=1_000_000, help="invites for expire, report, list"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", nargs="*", choices=sorted(ALL), help="run only these workloads")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import big
 from bench.harness import Context, Workload, invites_command, psql_command, run_quiet
 from beta_invites_cli import migrations
 from beta_invites_cli.codes import new_code
@@ -159,4 +160,14 @@ def send(ctx: Context) -> Workload:
     )
 
 
-ALL = {"startup": startup, "migrate": migrate, "generate": generate, "send": send}
+ALL = {
+    "startup": startup,
+    "migrate": migrate,
+    "generate": generate,
+    "send": send,
+    "expire": big.expire,
+    "redeem-throughput": big.redeem_throughput,
+    "redeem-process": big.redeem_process,
+    "report": big.report,
+    "list-csv": big.list_export,
+}
