@@ -121,22 +121,9 @@ def resendable(
             (cohort,),
         ).fetchall()
         return [Pending(*row) for row in rows]
+    wanted = _normalised_codes(codes, outcome="nothing was resent")
+    found = _find_many(conn, wanted)
     problems: list[str] = []
-    wanted: list[str] = []
-    for typed in codes:
-        try:
-            wanted.append(normalise(typed))
-        except InvalidCode as exc:
-            problems.append(str(exc))
-    found = {
-        invite.code: invite
-        for invite in (
-            Invite.from_row(row)
-            for row in conn.execute(
-                f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = ANY(%s)", (wanted,)
-            ).fetchall()
-        )
-    }
     result = []
     for code in wanted:
         invite = found.get(code)
@@ -171,7 +158,16 @@ class Change:
     expires_at: datetime
 
 
-def _normalised_codes(codes: tuple[str, ...] | list[str]) -> list[str]:
+def _find_many(conn: psycopg.Connection[Any], codes: list[str]) -> dict[str, Invite]:
+    rows = conn.execute(
+        f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = ANY(%s)", (codes,)
+    ).fetchall()
+    return {invite.code: invite for invite in map(Invite.from_row, rows)}
+
+
+def _normalised_codes(
+    codes: tuple[str, ...] | list[str], *, outcome: str = "nothing was changed"
+) -> list[str]:
     problems: list[str] = []
     result: list[str] = []
     for typed in codes:
@@ -183,7 +179,7 @@ def _normalised_codes(codes: tuple[str, ...] | list[str]) -> list[str]:
         if code not in result:
             result.append(code)
     if problems:
-        raise ValidationFailed([*problems, "nothing was changed"])
+        raise ValidationFailed([*problems, outcome])
     return result
 
 
@@ -195,15 +191,7 @@ def _refusals(
     expired_why: str = "",
 ) -> list[str]:
     """Why each named code that was not changed could not be."""
-    found = {
-        invite.code: invite
-        for invite in (
-            Invite.from_row(row)
-            for row in conn.execute(
-                f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = ANY(%s)", (codes,)
-            ).fetchall()
-        )
-    }
+    found = _find_many(conn, codes)
     problems = []
     for code in codes:
         if code in changed:

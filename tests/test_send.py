@@ -404,3 +404,24 @@ def test_bad_smtp_url(invites: Invoke, url: str) -> None:
         result.stderr
         == "Error: SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465\n"
     )
+
+
+def test_ctrl_c_stops_after_the_current_message(
+    invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(40, tmp_path)
+    invites("generate", "--cohort", "press-x", "--recipients", "people.csv", "--format", "csv")
+    with SmtpServer(Behaviour(delay=0.05)) as server:
+        proc = cli_process(db_url, smtp_env(server), "send", "--cohort", "press-x")
+        deadline = time.monotonic() + 30
+        while len(server.recorder.messages) < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        lines = err.splitlines()
+        assert lines[-1] == "interrupted: run the same command again to send the rest"
+        sent = int(lines[-2].split()[1].rstrip(","))
+        # Every message the server accepted was recorded, and nothing more was sent.
+        assert len(server.recorder.messages) == sent
+        assert unsent(conn) == 40 - sent
