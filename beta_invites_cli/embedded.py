@@ -192,12 +192,19 @@ class EmbeddedCluster:
 
     def _copy_binaries(self, found: Path) -> Path:
         # A wheel installed under /root cannot be executed by the server's account: keep a
-        # copy of the bundled installation beside the cluster.
+        # copy of the bundled installation beside the cluster, in the same layout, because
+        # the binaries find their shared libraries relative to themselves
+        # (site-packages/pgserver/pginstall/bin -> site-packages/pgserver.libs).
         install = found.parent
-        copy = self.home / "pginstall"
-        if not (copy / "bin" / "pg_ctl").is_file():
-            shutil.copytree(install, copy, symlinks=True, dirs_exist_ok=True)
-        return copy / "bin"
+        package = install.parent
+        copy_root = self.home / "pgserver-copy"
+        copied_bin = copy_root / package.name / install.name / found.name
+        if not (copied_bin / "pg_ctl").is_file():
+            shutil.copytree(install, copy_root / package.name / install.name, symlinks=True, dirs_exist_ok=True)
+            libs = package.parent / f"{package.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, copy_root / libs.name, symlinks=True, dirs_exist_ok=True)
+        return copied_bin
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -81,3 +81,23 @@ def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
     again = invites(home, "migrate")
     assert again.returncode == 0, again.stderr
     assert again.stderr == notice + "Up to date: nothing to apply.\n"
+
+
+def test_root_copies_wheel_binaries_the_server_account_cannot_reach(home: Path) -> None:
+    """As root, a pgserver wheel under a closed directory (like /root) is copied beside the cluster."""
+    from beta_invites_cli.embedded import candidate_binary_dirs
+
+    wheel_bin = next(iter(candidate_binary_dirs()))
+    if os.geteuid() != 0 or "pginstall" not in str(wheel_bin):
+        pytest.skip("needs root and the pgserver wheel")
+    closed = wheel_bin.parents[2]  # site-packages: nobody but root may enter it now
+    mode = closed.stat().st_mode
+    closed.chmod(mode & ~0o011)
+    try:
+        result = invites(home, "migrate")
+    finally:
+        closed.chmod(mode)
+    assert result.returncode == 0, result.stderr
+    assert (home / "binaries").read_text().strip() == str(
+        home / "pgserver-copy" / "pgserver" / "pginstall" / "bin"
+    )
