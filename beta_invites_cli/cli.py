@@ -465,6 +465,8 @@ def send(
 def preview_send(
     conn: Any, request: Any, head: Any, cohort: str, force: bool, limit: int | None
 ) -> None:
+    from uuid import UUID
+
     from beta_invites_cli import delivery
     from beta_invites_cli.codes import new_code
     from beta_invites_cli.issuing import issue
@@ -484,7 +486,8 @@ def preview_send(
     first = delivery.first_unsent(conn, cohort)
     if first is None and would_issue.created:
         invite = would_issue.created[0]
-        first = delivery.Pending(None, new_code(), invite.email, cohort, invite.expires_at)  # type: ignore[arg-type]
+        # Not issued yet (dry run): preview with a code drawn just for the preview.
+        first = delivery.Pending(UUID(int=0), new_code(), invite.email, cohort, invite.expires_at)
     if first is not None:
         click.echo(delivery.compose(head, first).data.decode("utf-8", "replace"))
     say(
