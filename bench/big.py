@@ -26,12 +26,12 @@ SELECT translate(upper(substr(md5(i::text), 1, 16)), '01', 'XY'),
               'community-member-discord','community-member-forum','press-pitchfork','press-wire',
               'creator-live','listener-classical','press-blogs','community-member-irl','creator-beats',
               'listener-metal','press-radio','creator-folk','listener-pop','community-member-meetup',
-              'press-tv','other'])[1 + i % 20],
-       now() - (i % 30) * interval '1 day',
-       CASE WHEN i % 10 IN (0, 1) THEN now() - interval '2 days' ELSE now() + interval '20 days' END,
-       CASE WHEN i % 2 = 0 THEN now() - (i % 30) * interval '1 day' END,
-       CASE WHEN i % 10 IN (2, 3) THEN now() - (i % 30) * interval '1 day' + (i % 48) * interval '1 hour' END,
-       CASE WHEN i % 10 = 1 THEN now() - interval '1 day' END
+              'press-tv','other'])[1 + i %% 20],
+       now() - (i %% 30) * interval '1 day',
+       CASE WHEN i %% 10 IN (0, 1) THEN now() - interval '2 days' ELSE now() + interval '20 days' END,
+       CASE WHEN i %% 2 = 0 THEN now() - (i %% 30) * interval '1 day' END,
+       CASE WHEN i %% 10 IN (2, 3) THEN now() - (i %% 30) * interval '1 day' + (i %% 48) * interval '1 hour' END,
+       CASE WHEN i %% 10 = 1 THEN now() - interval '1 day' END
   FROM generate_series(1, %s) AS i
 """
 

@@ -929,12 +929,17 @@ def list_invites(
     if limit is None and fmt == "table":
         limit = 50
     with app.connect() as conn:
-        count = render(
-            listing.invites(conn, filters, email=email, limit=limit),
-            LIST_COLUMNS,
-            fmt,
-            title="Invites",
-        )
+        if fmt == "csv":
+            sys.stdout.flush()
+            count = listing.export_csv(conn, filters, sys.stdout.buffer, email=email, limit=limit)
+            sys.stdout.buffer.flush()
+        else:
+            count = render(
+                listing.invites(conn, filters, email=email, limit=limit),
+                LIST_COLUMNS,
+                fmt,
+                title="Invites",
+            )
         conn.rollback()
     if count == 0:
         say("no invites match")

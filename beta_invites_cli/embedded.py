@@ -200,7 +200,9 @@ class EmbeddedCluster:
         copy_root = self.home / "pgserver-copy"
         copied_bin = copy_root / package.name / install.name / found.name
         if not (copied_bin / "pg_ctl").is_file():
-            shutil.copytree(install, copy_root / package.name / install.name, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(
+                install, copy_root / package.name / install.name, symlinks=True, dirs_exist_ok=True
+            )
             libs = package.parent / f"{package.name}.libs"
             if libs.is_dir():
                 shutil.copytree(libs, copy_root / libs.name, symlinks=True, dirs_exist_ok=True)
