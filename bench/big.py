@@ -139,10 +139,10 @@ def redeem_throughput(ctx: Context) -> Workload:
         chunks = [codes[i::8] for i in range(8)]
 
         def worker(chunk: list[str]) -> None:
-            with psycopg.connect(url) as conn:
+            # Autocommit, like pgbench: each redeem() is then its own one-statement transaction.
+            with psycopg.connect(url, autocommit=True) as conn:
                 for code in chunk:
                     api.redeem(conn, code)
-                    conn.commit()
 
         threads = [threading.Thread(target=worker, args=(chunk,)) for chunk in chunks]
         for t in threads:
