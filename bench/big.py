@@ -233,6 +233,6 @@ def list_export(ctx: Context) -> Workload:
         ),
         target="<= 2.0",
         notes=[
-            "streamed through a server-side cursor: memory stays flat (tested in tests/test_report.py)"
+            "COPY ... TO STDOUT formatted by PostgreSQL, streamed: memory stays flat (tests/test_report.py)"
         ],
     )
