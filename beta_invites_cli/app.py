@@ -15,8 +15,23 @@ if TYPE_CHECKING:
     import psycopg
 
 
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet
+    _quiet = quiet
+
+
 def say(message: str) -> None:
-    """A message for the person at the terminal: always stderr, never mixed into data."""
+    """A message for the person at the terminal: always stderr, never mixed into data.
+    `--quiet` silences these; warnings and errors are always shown."""
+    if not _quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """Something the operator must see even with --quiet."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -35,11 +50,13 @@ class App:
                 from beta_invites_cli.embedded import EmbeddedCluster, default_home
 
                 cluster = EmbeddedCluster(default_home(self.settings.values))
-                self._target = cluster.ensure_running()
-                say(
-                    f"Using the embedded database in {cluster.home} "
-                    "(set DATABASE_URL to use another; `invites db stop` stops it)."
-                )
+                self._target, started = cluster.ensure_running()
+                # Said only when something happened, so cron jobs stay silent.
+                if started:
+                    say(
+                        f"{started} the embedded database in {cluster.home} "
+                        "(set DATABASE_URL to use another; `invites db stop` stops it)."
+                    )
             else:
                 self._target = resolve(self.settings)
         return self._target

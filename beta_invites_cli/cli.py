@@ -5,20 +5,86 @@ Library errors become one `Error: ...` line each and exit status 1; nothing here
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
+from uuid import UUID
 
 import click
 
 from beta_invites_cli import __version__
-from beta_invites_cli.app import App, say
+from beta_invites_cli.app import App, say, set_quiet, warn
 from beta_invites_cli.errors import InvitesError, ValidationFailed
+from beta_invites_cli.exits import ExitCode
 from beta_invites_cli.output import Column, console, format_option, render
+from beta_invites_cli.status import STATUSES
 
-EXIT_PENDING = 3
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+class DurationType(click.ParamType[timedelta]):
+    """`14d`, `36h`: a bad value is a usage error (exit 2) naming the option."""
+
+    name = "duration"
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from beta_invites_cli.durations import parse_duration
+
+        if isinstance(value, timedelta):
+            return value
+        try:
+            duration = parse_duration(value, option="value")
+        except InvitesError as exc:
+            self.fail(str(exc).removeprefix("value: "), param, ctx)
+        if not self.allow_zero and duration.total_seconds() <= 0:
+            self.fail("must be longer than zero", param, ctx)
+        return duration
+
+
+class DateType(click.ParamType[date]):
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from beta_invites_cli.errors import excerpt
+
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            self.fail(f"{excerpt(value, 30)} is not a date like 2026-11-26", param, ctx)
+
+
+class UuidType(click.ParamType[UUID]):
+    name = "uuid"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from beta_invites_cli.errors import excerpt
+
+        if isinstance(value, UUID):
+            return value
+        try:
+            return UUID(value.strip())
+        except ValueError:
+            self.fail(f"{excerpt(value, 40)} is not a UUID", param, ctx)
+
+
+def check_cohort_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from beta_invites_cli.recipients import check_cohort
+
+    if value is None:
+        return value
+    try:
+        return check_cohort(value)
+    except InvitesError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--cohort "), ctx, param) from None
 
 
 class Problems(click.ClickException):
@@ -78,25 +144,45 @@ pass_app = click.make_pass_decorator(App)
 
 @click.group(
     cls=InvitesGroup,
+    context_settings=CONTEXT,
     epilog="Example: invites send --cohort press-pitchfork --recipients press.csv",
 )
 @click.version_option(__version__, prog_name="invites")
 @click.option(
     "--database-url",
     metavar="URL",
-    help="PostgreSQL URL (default: DATABASE_URL, then PG* variables, then the embedded database).",
+    help="PostgreSQL URL (default: DATABASE_URL, then PG* variables, then the embedded "
+    "database). Visible to other users in `ps`: prefer --database-url-file or DATABASE_URL.",
+)
+@click.option(
+    "--database-url-file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    metavar="FILE",
+    help="Read the PostgreSQL URL from the first line of FILE (- reads stdin).",
 )
 @click.option(
     "--env-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read settings from this file instead of ./.env (real environment variables win).",
 )
+@click.option(
+    "--quiet", "-q", is_flag=True, help="Print no messages, only data, warnings and errors."
+)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, env_file: Path | None) -> None:
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    database_url_file: Path | None,
+    env_file: Path | None,
+    quiet: bool,
+) -> None:
     """Issue, email, redeem, expire and report single-use beta invite codes."""
-    from beta_invites_cli.settings import load_settings
+    from beta_invites_cli.settings import load_settings, read_secret_file
 
+    set_quiet(quiet)
     try:
+        if database_url_file is not None:
+            database_url = read_secret_file(database_url_file, "--database-url-file")
         settings = load_settings(env_file, database_url=database_url)
     except InvitesError as exc:
         raise click.ClickException(str(exc)) from None
@@ -116,7 +202,11 @@ MIGRATION_COLUMNS = [
 
 @cli.command(epilog="Example: invites migrate --status --exit-code")
 @click.option("--status", "show_status", is_flag=True, help="Show applied and pending files.")
-@click.option("--exit-code", is_flag=True, help="With --status: exit 3 when anything is pending.")
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="With --status: exit 3 when files are pending, 1 when an applied file changed or is missing.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be applied; change nothing.")
 @click.option(
     "--create-users-table",
@@ -142,8 +232,18 @@ def migrate(
                 fmt,
                 title=f"Migrations on {app.target().describe()}",
             )
-            if exit_code and any(s.status != "applied" for s in states):
-                sys.exit(EXIT_PENDING)
+            if exit_code:
+                broken = [s for s in states if s.status in ("changed", "missing")]
+                if broken:
+                    raise Problems(
+                        [
+                            f"{s.name} was applied but is {s.status} on disk: "
+                            "a deploy must not go on with this database"
+                            for s in broken
+                        ]
+                    )
+                if any(s.status == "pending" for s in states):
+                    sys.exit(ExitCode.PENDING)
             return
         if dry_run:
             todo = migrations.pending(conn)
@@ -181,14 +281,17 @@ def issue_options(function: Any) -> Any:
     """Options shared by `generate` and `send`: who to invite and how."""
     options = [
         click.option(
-            "--cohort", required=True, help="Cohort label, e.g. press-pitchfork (1-64 characters)."
+            "--cohort",
+            required=True,
+            callback=check_cohort_option,
+            help="Cohort label, e.g. press-pitchfork (1-64 characters).",
         ),
         click.option(
             "--recipients",
             "recipient_files",
             type=click.File("rb"),
             multiple=True,
-            help="CSV with an `email` column, or one address per line; - reads stdin.",
+            help="CSV with an email column, or one address per line; - reads stdin.",
         ),
         click.option(
             "--email",
@@ -198,10 +301,14 @@ def issue_options(function: Any) -> Any:
             help="An address to invite (repeatable).",
         ),
         click.option(
-            "--expires-in", metavar="DURATION", help="Validity, like 14d or 36h (default: 30 days)."
+            "--expires-in",
+            type=DurationType(),
+            metavar="DURATION",
+            help="Validity, like 14d or 36h, at most 3650d (default: 30 days).",
         ),
         click.option(
             "--sent-by",
+            type=UuidType(),
             metavar="UUID",
             help="Operator's public.users id (default: INVITES_SENT_BY).",
         ),
@@ -226,39 +333,22 @@ def prepare_issue(
     cohort: str,
     recipient_files: tuple[Any, ...],
     emails: tuple[str, ...],
-    expires_in: str | None,
-    sent_by: str | None,
+    expires_in: timedelta | None,
+    sent_by: UUID | None,
     skip_invalid: bool,
 ) -> Any:
     """Check every input before anything is written: one line per problem."""
-    from uuid import UUID
-
-    from beta_invites_cli.durations import parse_duration
     from beta_invites_cli.issuing import IssueRequest
-    from beta_invites_cli.recipients import check_cohort, collect
+    from beta_invites_cli.recipients import collect
 
     problems: list[str] = []
-    try:
-        check_cohort(cohort)
-    except InvitesError as exc:
-        problems.append(str(exc))
-    expiry = None
-    if expires_in is not None:
+    if sent_by is None and app.settings.get("INVITES_SENT_BY"):
         try:
-            expiry = parse_duration(expires_in, option="--expires-in")
-            if expiry.total_seconds() <= 0:
-                problems.append("--expires-in must be longer than zero")
-        except InvitesError as exc:
-            problems.append(str(exc))
-    sender = None
-    sent_by = sent_by or app.settings.get("INVITES_SENT_BY")
-    if sent_by:
-        try:
-            sender = UUID(sent_by)
-        except ValueError:
-            problems.append(f"--sent-by {sent_by!r} is not a UUID")
+            sent_by = UuidType().convert(app.settings.get("INVITES_SENT_BY"), None, None)
+        except click.BadParameter as exc:
+            problems.append(f"INVITES_SENT_BY: {exc.message}")
     sources = [
-        (getattr(f, "name", "-") if getattr(f, "name", "-") != "<stdin>" else "-", f.read())
+        (getattr(f, "name", "-") if getattr(f, "name", "-") != "<stdin>" else "-", f)
         for f in recipient_files
     ]
     try:
@@ -272,7 +362,7 @@ def prepare_issue(
         )
     if problems:
         raise ValidationFailed(problems)
-    return IssueRequest(found, cohort, expiry, sender)
+    return IssueRequest(found, cohort, expires_in, sent_by)
 
 
 def report_lines(kind: str, lines: list[str]) -> None:
@@ -304,33 +394,37 @@ def report_issue(request: Any, result: Any) -> None:
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the invites to this file.",
+    help="Write the invites to this file (its extension .csv, .json or .jsonl sets the format).",
 )
-@format_option()
+@format_option(default=None)
 @pass_app
 def generate(
     app: App,
     cohort: str,
     recipient_files: tuple[Any, ...],
     emails: tuple[str, ...],
-    expires_in: str | None,
-    sent_by: str | None,
+    expires_in: timedelta | None,
+    sent_by: UUID | None,
     force: bool,
     skip_invalid: bool,
     mark_sent: bool,
     output: Path | None,
-    fmt: str,
+    fmt: str | None,
 ) -> None:
     """Create invite codes for a list of people, without emailing them."""
     from beta_invites_cli.issuing import check_sender, issue
+    from beta_invites_cli.output import OutputFile, format_for
     from beta_invites_cli.template import check_signup_url, signup_link
 
+    fmt = format_for(output, fmt)
     request = prepare_issue(app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid)
     if not request.found.recipients and not request.found.problems:
-        fail("no recipients: give --recipients FILE or --email ADDRESS")
+        raise click.UsageError("no recipients: give --recipients FILE or --email ADDRESS")
     signup_url = app.settings.get("INVITES_SIGNUP_URL")
     check_signup_url(signup_url)
-    with app.connect(autocommit=True) as conn:
+    # The output file is opened before anything is issued: a path that cannot be written must
+    # not leave people with codes nobody has (a re-run would skip them).
+    with OutputFile(output) as target, app.connect(autocommit=True) as conn:
         check_sender(conn, request.sent_by)
         result = issue(
             conn,
@@ -341,21 +435,28 @@ def generate(
             force=force,
             mark_sent=mark_sent,
         )
-    report_issue(request, result)
-    records = [
-        {**vars(invite), "link": signup_link(signup_url, invite.code)} for invite in result.created
-    ]
-    if output is not None:
-        with open(output, "w", encoding="utf-8", newline="") as handle:
-            render(records, INVITE_COLUMNS, fmt, handle, title=f"Invites for {cohort}")
-        say(f"wrote {len(records)} invite(s) to {output}")
-    elif fmt == "table" and sys.stdout.isatty() and len(records) > TABLE_LIMIT:
-        say(
-            f"{len(records)} invites are too many to draw here: use --format csv --output FILE, "
-            f"or `invites list --cohort {cohort} --format csv`"
-        )
-    elif records or fmt != "table":
-        render(records, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
+        report_issue(request, result)
+        records = [
+            {**vars(invite), "link": signup_link(signup_url, invite.code)}
+            for invite in result.created
+        ]
+        if target is not None:
+            try:
+                render(records, INVITE_COLUMNS, fmt, target.handle, title=f"Invites for {cohort}")
+                target.commit()
+            except OSError as exc:
+                fail(
+                    f"the {len(records)} invite(s) were issued, but {output} could not be written "
+                    f"({exc.strerror}): `invites list --cohort {cohort} --format csv` lists them"
+                )
+            say(f"wrote {len(records)} invite(s) to {output}")
+        elif fmt == "table" and len(records) > TABLE_LIMIT:
+            say(
+                f"{len(records)} invites are too many to draw as a table: add --output codes.csv, "
+                f"or run `invites list --cohort {cohort} --format csv`"
+            )
+        elif records or fmt != "table":
+            render(records, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
 
 
 def delivery_options(function: Any) -> Any:
@@ -388,9 +489,14 @@ def delivery_options(function: Any) -> Any:
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most this many (waves).")
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0.001, max=100_000),
     metavar="PER_SECOND",
-    help="Send at most this many per second.",
+    help="Send at most this many per second (0.001 to 100000).",
+)
+@click.option(
+    "--retry-uncertain",
+    is_flag=True,
+    help="Also send again the messages whose delivery is uncertain (they may arrive twice).",
 )
 @pass_app
 def send(
@@ -398,8 +504,8 @@ def send(
     cohort: str,
     recipient_files: tuple[Any, ...],
     emails: tuple[str, ...],
-    expires_in: str | None,
-    sent_by: str | None,
+    expires_in: timedelta | None,
+    sent_by: UUID | None,
     force: bool,
     skip_invalid: bool,
     template_path: Path | None,
@@ -407,6 +513,7 @@ def send(
     dry_run: bool,
     limit: int | None,
     rate: float | None,
+    retry_uncertain: bool,
 ) -> None:
     """Issue invites to any new recipients, then email every unsent invite of the cohort."""
     from beta_invites_cli import delivery
@@ -419,22 +526,25 @@ def send(
     with app.connect(autocommit=True) as conn, app.connect(autocommit=True) as reader:
         check_sender(conn, request.sent_by)
         if dry_run:
-            preview_send(conn, request, head, cohort, force, limit)
+            preview_send(conn, request, head, cohort, force, limit, retry_uncertain)
             return
-        result = issue(
-            conn,
-            request.found.recipients,
-            cohort=cohort,
-            expires_in=request.expires_in,
-            sent_by=request.sent_by,
-            force=force,
-        )
-        if request.found.recipients or request.found.problems:
-            report_issue(request, result)
         transport = channel.open()
-        total = delivery.count_unsent(reader, cohort)
-        total = min(total, limit) if limit else total
         try:
+            # The mail server is reached before anything is issued or locked: one that cannot
+            # be reached (or never answers) changes nothing.
+            transport.connect()
+            result = issue(
+                conn,
+                request.found.recipients,
+                cohort=cohort,
+                expires_in=request.expires_in,
+                sent_by=request.sent_by,
+                force=force,
+            )
+            if request.found.recipients or request.found.problems:
+                report_issue(request, result)
+            total = delivery.count_unsent(reader, cohort, retry_uncertain=retry_uncertain)
+            total = min(total, limit) if limit else total
             with (
                 progress_bar(total, f"sending {cohort}") as advance,
                 stop_on_interrupt() as stopped,
@@ -447,29 +557,51 @@ def send(
                     transport,
                     limit=limit,
                     rate=rate,
+                    retry_uncertain=retry_uncertain,
                     on_progress=lambda invite, error: advance(),
                     should_stop=stopped,
                 )
+            waiting_uncertain = 0 if retry_uncertain else delivery.count_uncertain(reader, cohort)
         finally:
             transport.close()
     report_delivery(outcome, len(result.skipped), channel.outbox)
+    finish_delivery(outcome, waiting_uncertain, cohort)
+
+
+def finish_delivery(outcome: Any, waiting_uncertain: int, cohort: str | None) -> None:
+    """Say what needs a decision, then exit: 1 when this run failed or left messages uncertain,
+    130 when interrupted."""
+    earlier = waiting_uncertain - len(outcome.uncertain)
+    if earlier > 0 and cohort is not None:
+        warn(
+            f"warning: {earlier} invite(s) of {cohort} have an uncertain delivery from an earlier "
+            "run and were not sent again: `invites list --status uncertain` shows them, "
+            "--retry-uncertain sends them again (they may arrive twice)"
+        )
     if outcome.aborted:
         fail(outcome.aborted)
     if outcome.interrupted:
-        say("interrupted: run the same command again to send the rest")
-        sys.exit(130)
-    if outcome.failed:
-        sys.exit(1)
+        warn("interrupted: run the same command again to send the rest")
+        sys.exit(ExitCode.INTERRUPTED)
+    if outcome.failed or outcome.uncertain:
+        sys.exit(ExitCode.ERROR)
 
 
 def preview_send(
-    conn: Any, request: Any, head: Any, cohort: str, force: bool, limit: int | None
+    conn: Any,
+    request: Any,
+    head: Any,
+    cohort: str,
+    force: bool,
+    limit: int | None,
+    retry_uncertain: bool,
 ) -> None:
     from uuid import UUID
 
     from beta_invites_cli import delivery
     from beta_invites_cli.codes import new_code
     from beta_invites_cli.issuing import issue
+    from beta_invites_cli.mail import DeliveryFailed
 
     would_issue = issue(
         conn,
@@ -480,7 +612,7 @@ def preview_send(
         force=force,
         dry_run=True,
     )
-    waiting = delivery.count_unsent(conn, cohort)
+    waiting = delivery.count_unsent(conn, cohort, retry_uncertain=retry_uncertain)
     count = waiting + len(would_issue.created)
     count = min(count, limit) if limit else count
     first = delivery.first_unsent(conn, cohort)
@@ -489,7 +621,11 @@ def preview_send(
         # Not issued yet (dry run): preview with a code drawn just for the preview.
         first = delivery.Pending(UUID(int=0), new_code(), invite.email, cohort, invite.expires_at)
     if first is not None:
-        click.echo(delivery.compose(head, first).data.decode("utf-8", "replace"))
+        try:
+            letter = delivery.compose(head, first)
+            click.echo(letter.data.decode("utf-8", "replace").replace("\r\n", "\n"))
+        except DeliveryFailed as exc:
+            warn(f"the first message cannot be written: {exc}")
     say(
         f"dry run: would issue {len(would_issue.created)} new invite(s) "
         f"(skip {len(would_issue.skipped)}) and send {count} message(s); nothing was written or sent"
@@ -498,7 +634,10 @@ def preview_send(
 
 def report_delivery(outcome: Any, skipped: int, outbox: Path | None) -> None:
     report_lines("failed:", [f"{email}: {why}" for email, why in outcome.failed])
-    say(f"sent {outcome.sent}, failed {len(outcome.failed)}, skipped {skipped}")
+    for email, why in outcome.uncertain:
+        warn(f"uncertain: {email}: {why}; not sent again (--retry-uncertain decides)")
+    uncertain = f", uncertain {len(outcome.uncertain)}" if outcome.uncertain else ""
+    say(f"sent {outcome.sent}, failed {len(outcome.failed)}{uncertain}, skipped {skipped}")
     if outbox is not None:
         say(
             f"Nothing was emailed: {outcome.sent} message(s) were written to {outbox}/ as .eml files "
@@ -523,7 +662,7 @@ def resend(
     from beta_invites_cli.sending import choose_channel, letterhead
 
     if bool(codes) == bool(cohort):
-        fail("give invite codes or --cohort, not both and not neither")
+        raise click.UsageError("give invite codes or --cohort, not both and not neither")
     channel = choose_channel(app.settings, outbox, embedded=app.embedded)
     head = letterhead(app.settings, template_path, channel)
     with app.connect(autocommit=True) as conn:
@@ -533,12 +672,12 @@ def resend(
             return
         transport = channel.open()
         try:
+            transport.connect()
             outcome = delivery.resend(conn, invites, head, transport)
         finally:
             transport.close()
     report_delivery(outcome, 0, channel.outbox)
-    if outcome.failed:
-        sys.exit(1)
+    finish_delivery(outcome, 0, None)
 
 
 @contextmanager
@@ -601,26 +740,23 @@ CHANGE_COLUMNS = [
 @cli.command(epilog="Example: invites redeem abcd-efgh-jkmn-pqrs --user-id 9b2f7c1e-...")
 @click.argument("code")
 @click.option(
-    "--user-id", metavar="UUID", help="The account created with the code (public.users id)."
+    "--user-id",
+    type=UuidType(),
+    metavar="UUID",
+    help="The account created with the code (public.users id).",
 )
 @format_option()
 @pass_app
-def redeem(app: App, code: str, user_id: str | None, fmt: str) -> None:
+def redeem(app: App, code: str, user_id: UUID | None, fmt: str) -> None:
     """Redeem a code for someone (support cases): the same path /auth/register takes."""
     import json
-    from uuid import UUID
 
     from beta_invites_cli import lifecycle
     from beta_invites_cli.codes import normalise
     from beta_invites_cli.errors import InvalidCode, InviteError
     from beta_invites_cli.output import plain
 
-    user = None
-    if user_id is not None:
-        try:
-            user = UUID(user_id)
-        except ValueError:
-            fail(f"--user-id {user_id!r} is not a UUID")
+    user = user_id
     record: dict[str, Any] = {
         "code": code.strip(),
         "status": "invalid",
@@ -670,49 +806,100 @@ def redeem(app: App, code: str, user_id: str | None, fmt: str) -> None:
         fail(str(error))
 
 
-@cli.command(epilog="Example: invites revoke ABCDEFGHJKMNPQRS --reason 'sent to the wrong person'")
-@click.argument("codes", nargs=-1, required=True)
+@cli.command(epilog="Example: invites revoke --cohort 'press-*' --reason 'embargo moved' --dry-run")
+@click.argument("codes", nargs=-1)
+@click.option(
+    "--cohort",
+    "cohort_pattern",
+    metavar="PATTERN",
+    help="Revoke every pending invite of the cohorts matching a shell pattern, like press-*.",
+)
 @click.option("--reason", help="Why (kept with the invite; no personal data).")
+@click.option("--dry-run", is_flag=True, help="List what would be revoked; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (--cohort).")
 @format_option()
 @pass_app
-def revoke(app: App, codes: tuple[str, ...], reason: str | None, fmt: str) -> None:
-    """End pending invites now (they become expired). All or nothing."""
+def revoke(
+    app: App,
+    codes: tuple[str, ...],
+    cohort_pattern: str | None,
+    reason: str | None,
+    dry_run: bool,
+    yes: bool,
+    fmt: str,
+) -> None:
+    """End pending invites now, for good: they cannot be redeemed, sent or extended again.
+
+    Named codes are all or nothing. With --cohort, a terminal asks for confirmation first."""
     from beta_invites_cli import lifecycle
 
+    if bool(codes) == bool(cohort_pattern):
+        raise click.UsageError("give invite codes or --cohort, not both and not neither")
     with app.connect(autocommit=True) as conn:
-        changes = lifecycle.revoke(conn, codes, reason=reason)
+        if cohort_pattern is None:
+            if dry_run:
+                raise click.UsageError("--dry-run goes with --cohort")
+            changes = lifecycle.revoke(conn, codes, reason=reason)
+        else:
+            preview = lifecycle.revoke_cohorts(conn, cohort_pattern, dry_run=True)
+            if dry_run or not preview:
+                render([vars(c) for c in preview], CHANGE_COLUMNS, fmt, title="Would revoke")
+                say(f"would revoke {len(preview)} pending invite(s); nothing was changed")
+                return
+            confirm_destructive(
+                f"Revoke {len(preview)} pending invite(s) of the cohorts matching "
+                f"{cohort_pattern!r}? They can never be redeemed again.",
+                yes,
+            )
+            changes = lifecycle.revoke_cohorts(conn, cohort_pattern, reason=reason)
     render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Revoked")
     say(f"revoked {len(changes)}")
+
+
+def confirm_destructive(question: str, yes: bool) -> None:
+    """Ask on a terminal; elsewhere --yes is required (as gh does)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError("--yes is required when not running on a terminal")
+    if not click.confirm(question, default=False, err=True):
+        fail("nothing was changed")
 
 
 @cli.command(epilog="Example: invites extend --cohort press-pitchfork --by 14d")
 @click.argument("codes", nargs=-1)
 @click.option("--cohort", help="Extend every pending invite of this cohort.")
 @click.option(
-    "--by", "by", required=True, metavar="DURATION", help="How much longer, like 14d or 36h."
+    "--by",
+    "by",
+    required=True,
+    type=DurationType(),
+    metavar="DURATION",
+    help="How much longer, like 14d or 36h.",
 )
 @click.option(
     "--include-expired",
     is_flag=True,
-    help="Also revive expired, never-redeemed (not anonymised) invites.",
+    help="Also revive expired, never-redeemed invites (not revoked or anonymised ones).",
 )
 @format_option()
 @pass_app
 def extend(
-    app: App, codes: tuple[str, ...], cohort: str | None, by: str, include_expired: bool, fmt: str
+    app: App,
+    codes: tuple[str, ...],
+    cohort: str | None,
+    by: timedelta,
+    include_expired: bool,
+    fmt: str,
 ) -> None:
     """Push back the expiry of pending invites."""
     from beta_invites_cli import lifecycle
-    from beta_invites_cli.durations import parse_duration
 
     if bool(codes) == bool(cohort):
-        fail("give invite codes or --cohort, not both and not neither")
-    delta = parse_duration(by, option="--by")
-    if delta.total_seconds() <= 0:
-        fail("--by must be longer than zero")
+        raise click.UsageError("give invite codes or --cohort, not both and not neither")
     with app.connect(autocommit=True) as conn:
         changes = lifecycle.extend(
-            conn, by=delta, codes=codes, cohort=cohort, include_expired=include_expired
+            conn, by=by, codes=codes, cohort=cohort, include_expired=include_expired
         )
     render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Extended")
     say(f"extended {len(changes)}")
@@ -723,12 +910,13 @@ def extend(
     "--grace",
     default="0d",
     show_default=True,
+    type=DurationType(allow_zero=True),
     metavar="DURATION",
     help="Anonymise only after expired this long.",
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1_000_000),
     default=5000,
     show_default=True,
     help="Rows per transaction.",
@@ -739,27 +927,38 @@ def extend(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @pass_app
-def expire(app: App, grace: str, batch_size: int, dry_run: bool, verbose: bool, fmt: str) -> None:
-    """Anonymise the email of invites that expired without being redeemed (run it from cron)."""
+def expire(
+    app: App, grace: timedelta, batch_size: int, dry_run: bool, verbose: bool, fmt: str
+) -> None:
+    """Anonymise the email of invites that expired or were revoked (run it from cron).
+
+    Also deletes their messages from the outboxes `send` wrote on this machine."""
     import json
 
-    from beta_invites_cli.durations import parse_duration
+    from beta_invites_cli import outbox
     from beta_invites_cli.sweep import sweep
 
-    grace_period = parse_duration(grace, option="--grace")
     with app.connect(autocommit=True) as conn:
-        result = sweep(conn, grace=grace_period, batch_size=batch_size, dry_run=dry_run)
+        result = sweep(conn, grace=grace, batch_size=batch_size, dry_run=dry_run)
+        removed = 0 if dry_run else outbox.remove_anonymised(conn, app.settings.values)
     if not result.ran:
         say("another sweep is running; nothing to do")
         return
     if fmt == "json":
         click.echo(
-            json.dumps({"anonymized": result.anonymized, "awaiting_grace": result.awaiting_grace})
+            json.dumps(
+                {
+                    "anonymized": result.anonymized,
+                    "awaiting_grace": result.awaiting_grace,
+                    "outbox_messages_removed": removed,
+                }
+            )
         )
-    elif result.anonymized or verbose or dry_run:
+    elif result.anonymized or removed or verbose or dry_run:
         verb = "would anonymise" if dry_run else "anonymised"
         click.echo(
             f"{verb} {result.anonymized} expired invite(s); {result.awaiting_grace} within the grace period"
+            + (f"; removed {removed} outbox message(s)" if removed else "")
         )
 
 
@@ -774,28 +973,28 @@ def filter_options(function: Any) -> Any:
             metavar="PATTERN",
             help="Cohorts matching a shell pattern, like press-*.",
         ),
-        click.option("--since", metavar="DATE", help="Issued on or after this date (YYYY-MM-DD)."),
-        click.option("--until", metavar="DATE", help="Issued on or before this date (YYYY-MM-DD)."),
+        click.option(
+            "--since",
+            type=DateType(),
+            metavar="DATE",
+            help="Issued on or after this date (YYYY-MM-DD).",
+        ),
+        click.option(
+            "--until",
+            type=DateType(),
+            metavar="DATE",
+            help="Issued on or before this date (YYYY-MM-DD).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def make_filters(cohort_pattern: str | None, since: str | None, until: str | None) -> Any:
-    from beta_invites_cli.filters import Filters, parse_date
+def make_filters(cohort_pattern: str | None, since: date | None, until: date | None) -> Any:
+    from beta_invites_cli.filters import Filters
 
-    problems = []
-    dates = {}
-    for option, value in (("--since", since), ("--until", until)):
-        if value is not None:
-            try:
-                dates[option] = parse_date(value, option)
-            except InvitesError as exc:
-                problems.append(str(exc))
-    if problems:
-        raise ValidationFailed(problems)
-    return Filters(cohort=cohort_pattern, since=dates.get("--since"), until=dates.get("--until"))
+    return Filters(cohort=cohort_pattern, since=since, until=until)
 
 
 def rate_bar(rate: Any) -> str:
@@ -828,7 +1027,7 @@ def trend_bar(maximum: int) -> Callable[[Any], str]:
 @format_option()
 @pass_app
 def report(
-    app: App, by: str, cohort_pattern: str | None, since: str | None, until: str | None, fmt: str
+    app: App, by: str, cohort_pattern: str | None, since: date | None, until: date | None, fmt: str
 ) -> None:
     """Post-launch attribution: issued, sent, redeemed, pending, expired and rates per group."""
     from datetime import datetime, timezone
@@ -853,6 +1052,7 @@ def report(
         "redeemed",
         "pending",
         "expired",
+        "revoked",
         "median_hours_to_redeem",
         "redemptions",
     }
@@ -901,7 +1101,7 @@ LIST_COLUMNS = [
     epilog="Example: invites list --cohort 'press-*' --status pending --format csv > pending.csv",
 )
 @filter_options
-@click.option("--status", type=click.Choice(["redeemed", "expired", "pending", "unsent", "sent"]))
+@click.option("--status", type=click.Choice(STATUSES), help="Only invites in this status.")
 @click.option("--email", metavar="ADDRESS", help="Invites of this address (any case).")
 @click.option(
     "--limit",
@@ -913,8 +1113,8 @@ LIST_COLUMNS = [
 def list_invites(
     app: App,
     cohort_pattern: str | None,
-    since: str | None,
-    until: str | None,
+    since: date | None,
+    until: date | None,
     status: str | None,
     email: str | None,
     limit: int | None,
@@ -1010,4 +1210,31 @@ def db_stop(app: App) -> None:
 
 
 def main() -> None:
-    cli(prog_name="invites")
+    bad = undecodable_argument(sys.argv[1:])
+    if bad is not None:
+        click.echo(f"Error: {bad}", err=True)
+        sys.exit(ExitCode.USAGE)
+    try:
+        cli(prog_name="invites")
+    except KeyboardInterrupt:
+        # Ctrl-C outside the places that stop cleanly (starting up, connecting, a query).
+        click.echo("\ninterrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+
+
+def undecodable_argument(arguments: list[str]) -> str | None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates; say so instead of crashing
+    on them later. Settings in the environment are checked the same way."""
+    for index, argument in enumerate(arguments, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = argument.encode("utf-8", "surrogateescape")[:40]
+            return f"argument {index} is not valid UTF-8: {shown!r}"
+    for name, value in os.environ.items():
+        if name.startswith(("INVITES_", "SMTP_", "DATABASE_URL")):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the environment variable {name} is not valid UTF-8"
+    return None

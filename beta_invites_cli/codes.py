@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import secrets
 
-from beta_invites_cli.errors import InvalidCode
+from beta_invites_cli.errors import InvalidCode, excerpt
 
 ALPHABET = "23456789ABCDEFGHJKMNOPQRSTUVWXYZ"
 LENGTH = 16
-_LOOKALIKES = {"0": "O", "1": "I or L", "I": "1", "L": "1"}
+_LOOKALIKES = frozenset("1IL")
 
 
 # 10 random bytes are exactly 16 base32 symbols: encode with the standard alphabet, then map
@@ -30,17 +30,19 @@ def new_codes(count: int) -> list[str]:
 def normalise(typed: str) -> str:
     """The code a person meant: trimmed, upper-cased, without spaces and hyphens.
 
-    Anything else outside the alphabet is refused, naming the character, because guessing
-    (0 for O, say) would turn a typo into somebody else's invite.
+    A zero is read as the letter O: codes never contain 0, so nobody else's code can be meant.
+    1, I and L are refused, naming the character: 1 could stand for I or L, and guessing would
+    turn a typo into somebody else's invite.
     """
-    code = "".join(typed.split()).replace("-", "").upper()
+    shown_code = excerpt(typed.strip(), 40)
+    if len(typed) > 4 * LENGTH:
+        raise InvalidCode(f"an invite code has {LENGTH} characters; {shown_code} is far longer")
+    code = "".join(typed.split()).replace("-", "").upper().replace("0", "O")
     for char in code:
         if char not in ALPHABET:
             shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
-            hint = " (codes never contain 0, 1, I or L)" if char in _LOOKALIKES else ""
-            raise InvalidCode(f"invalid character {shown} in invite code {typed.strip()!r}{hint}")
+            hint = " (codes never contain 1, I or L)" if char in _LOOKALIKES else ""
+            raise InvalidCode(f"invalid character {shown} in invite code {shown_code}{hint}")
     if len(code) != LENGTH:
-        raise InvalidCode(
-            f"an invite code has {LENGTH} characters; {typed.strip()!r} has {len(code)}"
-        )
+        raise InvalidCode(f"an invite code has {LENGTH} characters; {shown_code} has {len(code)}")
     return code

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from beta_invites_cli import urls
 from beta_invites_cli.errors import DatabaseUnavailable
 from beta_invites_cli.target import Target
+from beta_invites_cli.timestamps import register as load_infinity
+from beta_invites_cli.urls import scrub
 
 if TYPE_CHECKING:
     import psycopg
@@ -16,19 +19,29 @@ def connect(target: Target, *, autocommit: bool = False) -> psycopg.Connection[A
     import psycopg
     from psycopg.conninfo import make_conninfo
 
+    secret = target.password
     try:
         conninfo = make_conninfo(
             target.conninfo,
             **{"application_name": "invites", "connect_timeout": "10", **target.overrides},
         )
-        return psycopg.connect(conninfo, autocommit=autocommit)
+        # prepare_threshold=None: no server-side prepared statements, which a pooler such as
+        # PgBouncer in transaction mode cannot follow from one server connection to the next.
+        conn = psycopg.connect(conninfo, autocommit=autocommit, prepare_threshold=None)
     except psycopg.OperationalError as exc:
+        cause = scrub(connection_failure_cause(exc), secret)
         raise DatabaseUnavailable(
-            f"cannot connect to the database at {target.host}: {connection_failure_cause(exc)}"
+            f"cannot connect to the database at {scrub(target.host, secret)}: {cause}"
         ) from None
     except psycopg.ProgrammingError as exc:
-        # A malformed URL or an unknown connection parameter.
-        raise DatabaseUnavailable(f"invalid database URL: {first_line(str(exc))}") from None
+        # A malformed URL or an unknown connection parameter. libpq quotes the offending
+        # token, which may be part of a password: every quoted token is left out.
+        reason = re.sub(r'"[^"]*"', "…", first_line(str(exc)))
+        raise DatabaseUnavailable(
+            f"invalid database URL {urls.mask(target.conninfo)}: {scrub(reason, secret)}"
+        ) from None
+    load_infinity(conn)
+    return conn
 
 
 def first_line(text: str) -> str:

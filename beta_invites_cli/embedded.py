@@ -86,10 +86,40 @@ def candidate_binary_dirs() -> Iterator[Path]:
     yield from sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
 
 
-def find_binaries() -> Path:
+def major_version(directory: Path) -> str | None:
+    """The major version of the PostgreSQL binaries in `directory` ("15"), from pg_ctl."""
+    try:
+        output = subprocess.run(
+            [str(directory / "pg_ctl"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except OSError:
+        return None
+    match = re.search(r"(\d+)(?:\.\d+)?", output)
+    return match.group(1) if match else None
+
+
+def find_binaries(major: str | None = None) -> Path:
+    """The first complete set of binaries; of major version `major` when given."""
+    others = []
     for directory in candidate_binary_dirs():
         if all((directory / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
-            return directory
+            if major is None:
+                return directory
+            version = major_version(directory)
+            if version == major:
+                return directory
+            others.append(f"{version} in {directory}")
+    if major is not None:
+        found = f" (found only {'; '.join(others)})" if others else ""
+        raise InvitesError(
+            f"the embedded database was created by PostgreSQL {major}, whose binaries are gone"
+            f"{found}: reinstall them (`pip install pgserver` or `apt-get install "
+            f"postgresql-{major}`), or set DATABASE_URL"
+        )
     raise InvitesError(INSTALL_HINT)
 
 
@@ -179,15 +209,23 @@ class EmbeddedCluster:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def binaries(self) -> Path:
-        """The binaries this cluster was created with, else the best ones on the machine."""
+        """The binaries this cluster was created with, else the best ones on the machine.
+
+        The recorded ones may be gone (the virtualenv that installed pgserver was deleted):
+        then binaries of the cluster's major version are found again and recorded instead.
+        """
         recorded = self.home / "binaries"
         if recorded.is_file():
             path = Path(recorded.read_text().strip())
             if (path / "pg_ctl").is_file():
                 return path
-        found = find_binaries()
+        version_file = self.datadir / "PG_VERSION"
+        wanted = version_file.read_text().strip() if version_file.is_file() else None
+        found = find_binaries(wanted)
         if self.account is not None and not reachable_by(found, self.account):
             found = self._copy_binaries(found)
+        if wanted is not None:
+            recorded.write_text(f"{found}\n")
         return found
 
     def _copy_binaries(self, found: Path) -> Path:
@@ -213,9 +251,8 @@ class EmbeddedCluster:
     def status(self) -> ClusterStatus:
         initialised = (self.datadir / "PG_VERSION").is_file()
         version = (self.datadir / "PG_VERSION").read_text().strip() if initialised else None
-        recorded = self.home / "binaries"
-        binaries = Path(recorded.read_text().strip()) if recorded.is_file() else None
-        pid = self._running_pid(binaries) if initialised and binaries else None
+        binaries = self.binaries() if initialised else None
+        pid = self._running_pid(binaries) if binaries else None
         return ClusterStatus(self.home, initialised, pid is not None, pid, binaries, version)
 
     def _running_pid(self, binaries: Path) -> int | None:
@@ -225,19 +262,23 @@ class EmbeddedCluster:
         match = re.search(r"PID: (\d+)", result.stdout)
         return int(match.group(1)) if match else None
 
-    def ensure_running(self) -> Target:
+    def ensure_running(self) -> tuple[Target, str | None]:
+        """The running cluster, and what it took: "Created", "Started" or None (it was up)."""
         if self._looks_running():
-            return self.target()
+            return self.target(), None
+        done = None
         with self._lock():
             binaries = self.binaries()
             if not (self.datadir / "PG_VERSION").is_file():
                 self._initialise(binaries)
+                done = "Created"
             if self._running_pid(binaries) is None:
                 self._start(binaries)
+                done = done or "Started"
             if not (self.home / "ready").is_file():
                 self._create_database()
                 (self.home / "ready").write_text("")
-        return self.target()
+        return self.target(), done
 
     def _looks_running(self) -> bool:
         """Cheap check for the common case: a live postmaster and its socket, no subprocess."""

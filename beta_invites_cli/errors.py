@@ -61,3 +61,19 @@ class InviteExpired(InviteError):
         self.code = code
         self.expires_at = expires_at
         super().__init__(f"{code} expired at {expires_at.isoformat(timespec='seconds')}")
+
+
+class InviteRevoked(InviteError):
+    status = "revoked"
+
+    def __init__(self, code: str, revoked_at: datetime) -> None:
+        self.code = code
+        self.revoked_at = revoked_at
+        super().__init__(f"{code} was revoked at {revoked_at.isoformat(timespec='seconds')}")
+
+
+def excerpt(value: str, limit: int = 60) -> str:
+    """`value` quoted for an error message, cut to a short excerpt: a bad value may be huge."""
+    if len(value) > limit:
+        return repr(value[: limit - 1]) + f"… ({len(value):,} characters)"
+    return repr(value)

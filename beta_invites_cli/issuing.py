@@ -15,6 +15,7 @@ from uuid import UUID
 from beta_invites_cli.codes import new_codes
 from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.recipients import Recipient, RecipientList
+from beta_invites_cli.status import STATUS_CONDITION
 
 if TYPE_CHECKING:
     import psycopg
@@ -110,10 +111,11 @@ def _without_invited(
     """Drop people who already hold a live or a redeemed invite, saying which."""
     held = dict(
         conn.execute(
-            """
-            SELECT lower(email), bool_or(used_at IS NOT NULL)
+            f"""
+            SELECT public.invites_email_key(email), bool_or({STATUS_CONDITION["redeemed"]})
               FROM public.beta_invites
-             WHERE lower(email) = ANY(%s) AND (used_at IS NOT NULL OR expires_at > now())
+             WHERE public.invites_email_key(email) = ANY(%s)
+               AND ({STATUS_CONDITION["redeemed"]} OR {STATUS_CONDITION["pending"]})
              GROUP BY 1
             """,
             ([r.key for r in recipients],),

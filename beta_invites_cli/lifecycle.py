@@ -17,10 +17,13 @@ from beta_invites_cli.errors import (
     InvalidCode,
     InviteError,
     InviteExpired,
+    InviteRevoked,
     UnknownCode,
     ValidationFailed,
 )
-from beta_invites_cli.status import STATUS_SQL
+from beta_invites_cli.filters import like_pattern
+from beta_invites_cli.status import LIVE, STATUS_CONDITION, STATUS_SQL
+from beta_invites_cli.timestamps import register as load_infinity
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,13 +36,14 @@ __all__ = [
     "Invite",
     "InviteError",
     "InviteExpired",
+    "InviteRevoked",
     "UnknownCode",
     "check",
     "redeem",
 ]
 
 INVITE_COLUMNS = f"""id, code, email, cohort, {STATUS_SQL} AS status, created_at, expires_at,
-  sent_at, used_at, sent_by, redeemed_by"""
+  sent_at, used_at, sent_by, redeemed_by, revoked_at"""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Invite:
     used_at: datetime | None
     sent_by: UUID | None
     redeemed_by: UUID | None
+    revoked_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Any) -> Invite:
@@ -67,14 +72,18 @@ def redeem(
     """Redeem `code` for `user_id` (stored in redeemed_by). Raises an InviteError subclass.
 
     One conditional UPDATE does the work, so of any number of concurrent callers exactly one
-    wins; the reason for a refusal is looked up only afterwards.
+    wins; the reason for a refusal is looked up only afterwards. The condition is the whole
+    definition of a live invite, re-checked by PostgreSQL on the newest version of the row: an
+    invite revoked or anonymised by the sweep after the caller's transaction began is refused.
     """
     code = normalise(code)
-    row = conn.execute(
+    cursor = conn.cursor()
+    load_infinity(cursor)
+    row = cursor.execute(
         f"""
         UPDATE public.beta_invites
            SET used_at = now(), redeemed_by = %(user_id)s
-         WHERE code = %(code)s AND used_at IS NULL AND expires_at > now()
+         WHERE code = %(code)s AND {LIVE}
         RETURNING {INVITE_COLUMNS}
         """,
         {"code": code, "user_id": user_id},
@@ -86,6 +95,8 @@ def redeem(
         raise UnknownCode(code)
     if current.used_at is not None:
         raise AlreadyRedeemed(code, current.used_at)
+    if current.status == "revoked":
+        raise InviteRevoked(code, current.revoked_at or current.expires_at)
     raise InviteExpired(code, current.expires_at)
 
 
@@ -99,7 +110,9 @@ def check(conn: psycopg.Connection[Any], code: str) -> Invite:
 
 
 def _find(conn: psycopg.Connection[Any], code: str) -> Invite | None:
-    row = conn.execute(
+    cursor = conn.cursor()
+    load_infinity(cursor)
+    row = cursor.execute(
         f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = %s", (code,)
     ).fetchone()
     return None if row is None else Invite.from_row(row)
@@ -113,9 +126,9 @@ def resendable(
 
     if cohort is not None:
         rows = conn.execute(
-            """
+            f"""
             SELECT id, code, email, cohort, expires_at FROM public.beta_invites
-             WHERE cohort = %s AND sent_at IS NOT NULL AND used_at IS NULL AND expires_at > now()
+             WHERE cohort = %s AND {STATUS_CONDITION["sent"]}
              ORDER BY created_at, id
             """,
             (cohort,),
@@ -131,8 +144,15 @@ def resendable(
             problems.append(f"{code} is not an invite code we issued")
         elif invite.status == "redeemed":
             problems.append(f"{code} was redeemed at {_when(invite.used_at)}: not resent")
+        elif invite.status == "revoked":
+            problems.append(f"{code} was revoked at {_when(invite.revoked_at)}: not resent")
         elif invite.status == "expired":
             problems.append(f"{code} expired at {_when(invite.expires_at)}: not resent")
+        elif invite.status == "uncertain":
+            problems.append(
+                f"{code}: its first message may or may not have arrived: use "
+                f"`invites send --cohort {invite.cohort} --retry-uncertain`"
+            )
         elif invite.status == "unsent":
             problems.append(
                 f"{code} has not been sent yet: use `invites send --cohort {invite.cohort}`"
@@ -159,7 +179,9 @@ class Change:
 
 
 def _find_many(conn: psycopg.Connection[Any], codes: list[str]) -> dict[str, Invite]:
-    rows = conn.execute(
+    cursor = conn.cursor()
+    load_infinity(cursor)
+    rows = cursor.execute(
         f"SELECT {INVITE_COLUMNS} FROM public.beta_invites WHERE code = ANY(%s)", (codes,)
     ).fetchall()
     return {invite.code: invite for invite in map(Invite.from_row, rows)}
@@ -201,6 +223,8 @@ def _refusals(
             problems.append(f"{code} is not an invite code we issued")
         elif invite.status == "redeemed":
             problems.append(f"{code} was redeemed at {_when(invite.used_at)}: cannot {verb} it")
+        elif invite.status == "revoked":
+            problems.append(f"{code} was revoked at {_when(invite.revoked_at)}: cannot {verb} it")
         elif invite.status == "expired":
             problems.append(f"{code} already expired at {_when(invite.expires_at)}{expired_why}")
         else:
@@ -214,20 +238,50 @@ def revoke(
     """End pending invites now, all or none: one UPDATE; any refusal rolls everything back."""
     wanted = _normalised_codes(codes)
     with conn.transaction():
-        rows = conn.execute(
-            f"""
-            UPDATE public.beta_invites
-               SET expires_at = now(), revoked_at = now(), revoked_reason = %(reason)s
-             WHERE code = ANY(%(codes)s) AND used_at IS NULL AND expires_at > now()
-            RETURNING code, cohort, {STATUS_SQL}, expires_at
-            """,
-            {"codes": wanted, "reason": reason},
-        ).fetchall()
-        changes = [Change(*row) for row in rows]
+        changes = _revoke_where(conn, "code = ANY(%(codes)s)", {"codes": wanted}, reason)
         problems = _refusals(conn, wanted, {c.code for c in changes}, "revoke")
         if problems:
             raise ValidationFailed([*problems, "nothing was revoked"])
     return changes
+
+
+def revoke_cohorts(
+    conn: psycopg.Connection[Any], pattern: str, *, reason: str | None = None, dry_run: bool = False
+) -> list[Change]:
+    """Revoke every pending invite of the cohorts matching `pattern` (`press-*`)."""
+    where = r"cohort LIKE %(pattern)s ESCAPE '\'"
+    params = {"pattern": like_pattern(pattern)}
+    if dry_run:
+        rows = conn.execute(
+            f"""
+            SELECT code, cohort, {STATUS_SQL}, expires_at FROM public.beta_invites
+             WHERE {where} AND {LIVE}
+             ORDER BY cohort, created_at, id
+            """,
+            params,
+        ).fetchall()
+        return [Change(*row) for row in rows]
+    with conn.transaction():
+        return _revoke_where(conn, where, params, reason)
+
+
+def _revoke_where(
+    conn: psycopg.Connection[Any], where: str, params: dict[str, Any], reason: str | None
+) -> list[Change]:
+    # expires_at moves to now as well, so the sweep anonymises revoked invites like expired ones.
+    cursor = conn.cursor()
+    load_infinity(cursor)
+    rows = cursor.execute(
+        f"""
+        UPDATE public.beta_invites
+           SET expires_at = least(expires_at, now()), revoked_at = now(),
+               revoked_reason = %(reason)s
+         WHERE {where} AND {LIVE}
+        RETURNING code, cohort, {STATUS_SQL}, expires_at
+        """,
+        {**params, "reason": reason},
+    ).fetchall()
+    return [Change(*row) for row in rows]
 
 
 def extend(
@@ -240,17 +294,20 @@ def extend(
 ) -> list[Change]:
     """Push expires_at of pending invites (and expired, never-redeemed ones if asked) by `by`.
 
-    Expired invites restart from now. Anonymised invites are never extended: nobody can be
-    reached at their address any more.
+    Expired invites restart from now. Revoked and anonymised invites are never extended: an
+    operator ended the first, and nobody can be reached at the address of the second. The
+    condition is part of the UPDATE, so it holds against a concurrent revoke or sweep too.
     """
     condition = (
-        "used_at IS NULL AND anonymized_at IS NULL"
+        f"({LIVE} OR ({STATUS_CONDITION['expired']} AND anonymized_at IS NULL))"
         if include_expired
-        else "used_at IS NULL AND expires_at > now()"
+        else LIVE
     )
     wanted = _normalised_codes(codes) if codes else []
     with conn.transaction():
-        rows = conn.execute(
+        cursor = conn.cursor()
+        load_infinity(cursor)
+        rows = cursor.execute(
             f"""
             UPDATE public.beta_invites
                SET expires_at = greatest(expires_at, now()) + %(by)s

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from beta_invites_cli.codes import normalise
+from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import UnknownCode
 from beta_invites_cli.filters import Filters
 from beta_invites_cli.status import STATUS_CONDITION, STATUS_SQL
@@ -33,8 +34,8 @@ def invites(
     `conn` must not be in autocommit mode: a server-side cursor lives in a transaction.
     """
     if email is not None:
-        filters.extra.append("lower(email) = lower(%(email)s)")
-        filters.params["email"] = email
+        filters.extra.append("public.invites_email_key(email) = %(email_key)s")
+        filters.params["email_key"] = email_key(email.strip())
     where = filters.where()
     params = {**filters.params, "limit": limit}
     with conn.cursor(name="invites_list") as cursor:
@@ -53,6 +54,13 @@ def invites(
             yield dict(zip(LIST_KEYS, row, strict=True))
 
 
+# Spreadsheet formula injection: a cell starting with = + - @ (or a tab or CR) is prefixed with
+# an apostrophe, as OWASP recommends. The same rule as output.csv_safe, done by PostgreSQL.
+CSV_SAFE_SQL = (
+    "CASE WHEN left({0}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || {0} ELSE {0} END"
+)
+
+
 def export_csv(
     conn: psycopg.Connection[Any],
     filters: Filters,
@@ -64,16 +72,17 @@ def export_csv(
     """Matching invites as CSV, formatted by PostgreSQL and streamed with COPY: as fast as psql's
     \\copy and in constant memory. Timestamps are ISO 8601 with offset, as everywhere else."""
     if email is not None:
-        filters.extra.append("lower(email) = lower(%(email)s)")
-        filters.params["email"] = email
+        filters.extra.append("public.invites_email_key(email) = %(email_key)s")
+        filters.params["email_key"] = email_key(email.strip())
     where = filters.where()
     iso = "to_json({0}) #>> '{{}}' AS {0}"
     columns = ", ".join(iso.format(c) for c in ("created_at", "sent_at", "used_at", "expires_at"))
+    text = ", ".join(f"{CSV_SAFE_SQL.format(c)} AS {c}" for c in ("email", "cohort"))
     rows = 0
     with conn.cursor().copy(
         f"""
         COPY (
-          SELECT code, email, cohort, {STATUS_SQL} AS status, {columns}
+          SELECT code, {text}, {STATUS_SQL} AS status, {columns}
             FROM public.beta_invites
            WHERE {where}
            ORDER BY created_at DESC, id DESC
@@ -101,6 +110,9 @@ SHOW_KEYS = (
     "redeemed_by",
     "revoked_at",
     "revoked_reason",
+    "delivery_outcome",
+    "delivery_outcome_at",
+    "delivery_reply",
     "anonymized_at",
     "id",
 )
@@ -111,7 +123,8 @@ def show(conn: psycopg.Connection[Any], typed: str) -> dict[str, Any]:
     row = conn.execute(
         f"""
         SELECT code, {STATUS_SQL} AS status, email, cohort, created_at, expires_at, sent_at, used_at,
-               sent_by, redeemed_by, revoked_at, revoked_reason, anonymized_at, id
+               sent_by, redeemed_by, revoked_at, revoked_reason, delivery_outcome,
+               delivery_outcome_at, delivery_reply, anonymized_at, id
           FROM public.beta_invites WHERE code = %s
         """,
         (code,),

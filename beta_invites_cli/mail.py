@@ -1,27 +1,58 @@
 """Delivering messages: one SMTP connection for a batch, or .eml files in an outbox directory.
 
-A 4xx reply is retried with back-off; a 5xx reply fails that recipient only; a dropped
-connection is opened again and the message retried.
+Messages go on the wire as RFC 5321 wants them: CRLF line endings, no line over 998 bytes
+(long or non-ASCII bodies are quoted-printable), internationalised domains in IDNA form, and
+non-ASCII local parts only over SMTPUTF8 (a server without it fails that one recipient).
+
+Every network step has a deadline (RFC 5321 section 4.5.3.2: five minutes for the greeting,
+MAIL and RCPT, ten for the reply to the end of DATA; INVITES_SMTP_TIMEOUT lowers them all),
+enforced by a watchdog that closes the socket, so a server that trickles bytes forever cannot
+hold us either. A 4xx reply is retried with back-off; a 5xx reply fails that recipient only; a
+connection dropped before the message was complete is opened again and the message retried.
+A connection lost while waiting for the reply to the end of DATA leaves the message's fate
+unknown: that raises DeliveryUncertain and the message is never sent again on our own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import quopri
+import re
 import smtplib
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any, Protocol
 
+from beta_invites_cli import urls
 from beta_invites_cli.errors import InvitesError
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
+CRLF = "\r\n"
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """Seconds each SMTP step may take (RFC 5321 section 4.5.3.2)."""
+
+    greeting: float = 300
+    command: float = 300  # EHLO, STARTTLS, AUTH, MAIL, RCPT, RSET
+    data_start: float = 120
+    data_block: float = 180
+    data_end: float = 600
+
+    @classmethod
+    def capped(cls, seconds: float | None) -> Deadlines:
+        if seconds is None:
+            return cls()
+        base = cls()
+        return cls(*(min(getattr(base, f), seconds) for f in base.__dataclass_fields__))
 
 
 @dataclass(frozen=True)
@@ -39,22 +70,24 @@ class SmtpConfig:
 
 
 def parse_smtp_url(url: str) -> SmtpConfig:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvitesError(f"SMTP_URL is not a valid URL: {exc}") from None
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+    parsed = urls.parse(url)
+    if parsed is None or parsed.scheme not in ("smtp", "smtps"):
         raise InvitesError(
             "SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"
         )
-    implicit_tls = parts.scheme == "smtps"
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\[\]/?#:]+))(?::(\d{1,5}))?/?", parsed.location)
+    if match is None:
+        raise InvitesError(
+            "SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"
+            + (f", not {parsed.masked()}" if parsed.location else "")
+        )
+    implicit_tls = parsed.scheme == "smtps"
     return SmtpConfig(
-        host=parts.hostname,
-        port=port or (465 if implicit_tls else 25),
+        host=match.group(1) or match.group(2),
+        port=int(match.group(3)) if match.group(3) else (465 if implicit_tls else 25),
         implicit_tls=implicit_tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        username=parsed.user or None,
+        password=parsed.password or None,
     )
 
 
@@ -62,8 +95,14 @@ class DeliveryFailed(Exception):
     """The server refused this one message for good (a 5xx reply, or 4xx after every retry)."""
 
 
+class DeliveryUncertain(Exception):
+    """The message was handed over but the server's answer never came: it may have arrived."""
+
+
 class Transport(Protocol):
     description: str
+
+    def connect(self) -> None: ...
 
     def deliver(self, letter: Letter) -> None: ...
 
@@ -74,25 +113,66 @@ class Transport(Protocol):
 class Letter:
     """One rendered message: the envelope and the bytes the server receives."""
 
-    sender: str  # envelope address
-    to: str
-    data: bytes
+    sender: str  # envelope address (ASCII: the domain in IDNA form)
+    to: str  # envelope address (the domain in IDNA form; the local part may need SMTPUTF8)
+    data: bytes  # CRLF line endings, no line over 998 bytes
     name: str  # a file name for the outbox: the invite code
+    smtputf8: bool = False  # the local part is not ASCII
+
+
+def ascii_domain(address: str) -> str:
+    """`ada@bücher.example` -> `ada@xn--bcher-kva.example`; raises ValueError if impossible."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        raise ValueError(f"{address!r} is not an address")
+    if domain.isascii():
+        return address
+    import idna
+
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError as exc:
+        raise ValueError(f"its domain cannot be written in IDNA form ({exc})") from None
+
+
+def check_header_value(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise InvitesError(f"{name} must be one line: it contains a line break")
+    return value
 
 
 def _header(name: str, value: str) -> str:
     """One header line: as it is when short ASCII, else RFC 2047-encoded and folded."""
+    check_header_value(name, value)
     line = f"{name}: {value}"
-    if value.isascii() and len(line) <= 78 and "\n" not in value:
+    if value.isascii() and len(line) <= 78:
         return line
-    return f"{name}: " + Header(value, "utf-8", header_name=name).encode()
+    return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
 
 
 def _address_header(name: str, value: str) -> str:
+    check_header_value(name, value)
     display, address = parseaddr(value)
-    if display and not display.isascii():
-        return f"{name}: {formataddr((display, address), charset='utf-8')}"
-    return _header(name, value)
+    if not address:
+        return _header(name, value)
+    return f"{name}: " + formataddr((display, ascii_domain(address)), charset="utf-8")
+
+
+def _body(text: str) -> tuple[list[str], str]:
+    """Content headers and the body with CRLF line endings, every line under 998 bytes."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii() and all(len(line) <= 78 for line in text.split("\n")):
+        headers = [
+            'Content-Type: text/plain; charset="us-ascii"',
+            "Content-Transfer-Encoding: 7bit",
+        ]
+        return headers, text.replace("\n", CRLF)
+    headers = [
+        'Content-Type: text/plain; charset="utf-8"',
+        "Content-Transfer-Encoding: quoted-printable",
+    ]
+    encoded = quopri.encodestring(text.encode("utf-8")).decode("ascii")  # soft breaks at 76
+    return headers, encoded.replace("\n", CRLF)
 
 
 def build_letter(
@@ -102,30 +182,117 @@ def build_letter(
 
     Written out directly rather than through email.message: for these simple messages the
     result is the same, and rendering is several times faster, which shows in big batches.
+    Raises ValueError when the recipient's address cannot be put on the wire.
     """
-    _, address = parseaddr(sender)
+    _, sender_address = parseaddr(sender)
+    envelope_to = ascii_domain(to)
+    smtputf8 = not envelope_to.isascii()
     lines = [
         _address_header("From", sender),
-        _header("To", to),
+        # RFC 6532: with SMTPUTF8 the header carries the UTF-8 address as it is.
+        f"To: {envelope_to}" if smtputf8 else _header("To", envelope_to),
         *([_address_header("Reply-To", reply_to)] if reply_to else []),
         _header("Subject", subject),
         f"Date: {formatdate(localtime=True)}",
-        f"Message-ID: {make_msgid(domain=address.rpartition('@')[2] or 'localhost')}",
+        f"Message-ID: {make_msgid(domain=ascii_domain(sender_address).rpartition('@')[2] or 'localhost')}",
         f"X-Invite-Code: {name}",
         "MIME-Version: 1.0",
     ]
-    text = body.replace("\r\n", "\n")
-    if text.isascii() and all(len(line) <= 998 for line in text.split("\n")):
-        lines += ['Content-Type: text/plain; charset="us-ascii"', "Content-Transfer-Encoding: 7bit"]
-        payload = text
-    else:
-        lines += [
-            'Content-Type: text/plain; charset="utf-8"',
-            "Content-Transfer-Encoding: quoted-printable",
-        ]
-        payload = quopri.encodestring(text.encode("utf-8")).decode("ascii")
-    data = ("\n".join(lines) + "\n\n" + payload).encode("ascii")
-    return Letter(sender=address, to=to, data=data, name=name)
+    content, payload = _body(body)
+    data = (CRLF.join(lines + content) + CRLF + CRLF + payload).encode("utf-8")
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return Letter(
+        sender=ascii_domain(sender_address),
+        to=envelope_to,
+        data=data,
+        name=name,
+        smtputf8=smtputf8,
+    )
+
+
+class Watchdog:
+    """Closes a socket whose current step has run past its deadline.
+
+    A socket timeout alone bounds each read, not the step: a server that sends one byte every
+    few seconds would keep us forever. One thread serves the whole batch.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sock: socket.socket | None = None
+        self._deadline: float | None = None
+        self._closed = False
+        self.fired = False
+        self._thread = threading.Thread(target=self._run, name="smtp-watchdog", daemon=True)
+        self._thread.start()
+
+    @contextlib.contextmanager
+    def step(self, sock: socket.socket | None, seconds: float) -> Iterator[None]:
+        with self._cond:
+            self._sock = sock
+            self._deadline = time.monotonic() + seconds
+            self.fired = False
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._deadline = None
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                self.fired = True
+                self._deadline = None
+                if self._sock is not None:
+                    with contextlib.suppress(OSError):
+                        self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+
+class _Smtp(smtplib.SMTP):
+    """smtplib.SMTP whose greeting is read under the watchdog."""
+
+    watchdog: Watchdog
+    greeting_seconds: float
+    _greeting: contextlib.AbstractContextManager[None] | None = None
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._greeting = self.watchdog.step(sock, self.greeting_seconds)
+        self._greeting.__enter__()
+        return sock
+
+    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Any:
+        try:
+            return super().connect(host, port, source_address)
+        finally:
+            greeting = getattr(self, "_greeting", None)
+            if greeting is not None:
+                greeting.__exit__(None, None, None)
+                self._greeting = None
+
+
+class _SmtpSsl(smtplib.SMTP_SSL, _Smtp):
+    """Implicit TLS: the watchdog guards the plain socket under the TLS handshake too."""
+
+
+class _Reply(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
 
 
 class SmtpTransport:
@@ -134,47 +301,60 @@ class SmtpTransport:
         config: SmtpConfig,
         *,
         retry_delays: Sequence[float] = RETRY_DELAYS,
-        timeout: float = 30,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.config = config
         self.description = config.describe()
         self.retry_delays = retry_delays
-        self.timeout = timeout
+        self.deadlines = deadlines or Deadlines()
         self._smtp: smtplib.SMTP | None = None
+        self._watchdog: Watchdog | None = None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _fail(self, what: str, exc: BaseException) -> InvitesError:
+        reason = "no answer in time" if self._watchdog and self._watchdog.fired else str(exc)
+        reason = urls.scrub(reason, self.config.password)
+        return InvitesError(f"cannot connect to the mail server {self.description}: {reason}")
+
+    def connect(self) -> None:
+        if self._smtp is None:
+            self._smtp = self._open()
+
+    def _open(self) -> smtplib.SMTP:
         config = self.config
+        deadlines = self.deadlines
+        if self._watchdog is None:
+            self._watchdog = Watchdog()
+        watchdog = self._watchdog
+        smtp: _Smtp
         try:
-            smtp: smtplib.SMTP
             if config.implicit_tls:
-                smtp = smtplib.SMTP_SSL(
-                    config.host,
-                    config.port,
-                    timeout=self.timeout,
-                    context=ssl.create_default_context(),
-                )
+                smtp = _SmtpSsl(timeout=deadlines.command, context=ssl.create_default_context())
             else:
-                smtp = smtplib.SMTP(config.host, config.port, timeout=self.timeout)
+                smtp = _Smtp(timeout=deadlines.command)
+            smtp.watchdog = watchdog
+            smtp.greeting_seconds = deadlines.greeting
+            smtp.connect(config.host, config.port)
+            with watchdog.step(smtp.sock, deadlines.command):
                 smtp.ehlo()
-                if smtp.has_extn("starttls"):
-                    smtp.starttls(context=ssl.create_default_context())
-                    smtp.ehlo()
-                elif config.username:
-                    smtp.close()
-                    raise InvitesError(
-                        f"{self.description} does not offer STARTTLS: refusing to send the password "
-                        "unencrypted (use smtps:// or a server with STARTTLS)"
-                    )
+                if not config.implicit_tls:
+                    if smtp.has_extn("starttls"):
+                        smtp.starttls(context=ssl.create_default_context())
+                        smtp.ehlo()
+                    elif config.username:
+                        smtp.close()
+                        raise InvitesError(
+                            f"{self.description} does not offer STARTTLS: refusing to send the "
+                            "password unencrypted (use smtps:// or a server with STARTTLS)"
+                        )
             if config.username:
-                smtp.login(config.username, config.password or "")
+                with watchdog.step(smtp.sock, deadlines.command):
+                    smtp.login(config.username, config.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             raise InvitesError(
                 f"{self.description} refused the login: {exc.smtp_code} {_text(exc.smtp_error)}"
             ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise InvitesError(
-                f"cannot connect to the mail server {self.description}: {exc}"
-            ) from None
+        except (OSError, smtplib.SMTPException, UnicodeError) as exc:
+            raise self._fail("connect", exc) from None
         return smtp
 
     def deliver(self, letter: Letter) -> None:
@@ -182,47 +362,98 @@ class SmtpTransport:
         reconnected = False
         while True:
             if self._smtp is None:
-                self._smtp = self._connect()
+                self._smtp = self._open()
             try:
-                self._smtp.sendmail(letter.sender, [letter.to], letter.data)
+                self._transaction(self._smtp, letter)
                 return
-            except smtplib.SMTPServerDisconnected:
-                # The server dropped us: open a new connection and try this message once more.
-                self._smtp = None
+            except DeliveryUncertain:
+                self._drop()
+                raise
+            except (smtplib.SMTPServerDisconnected, OSError):
+                # Dropped before the message was complete: the server delivers nothing it did
+                # not see the end of, so opening a new connection and trying again is safe.
+                self._drop()
                 if reconnected:
                     raise InvitesError(
                         f"the mail server {self.description} keeps dropping the connection"
                     ) from None
                 reconnected = True
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = next(iter(exc.recipients.values()))
-                attempt = self._retry_or_fail(code, reply, attempt)
-            except (
-                smtplib.SMTPSenderRefused,
-                smtplib.SMTPDataError,
-                smtplib.SMTPResponseException,
-            ) as exc:
-                attempt = self._retry_or_fail(exc.smtp_code, exc.smtp_error, attempt)
+            except _Reply as reply:
+                attempt = self._retry_or_fail(reply.code, reply.text, attempt)
 
-    def _retry_or_fail(self, code: int, reply: bytes | str, attempt: int) -> int:
+    def _transaction(self, smtp: smtplib.SMTP, letter: Letter) -> None:
+        watchdog = self._watchdog
+        assert watchdog is not None
+        deadlines = self.deadlines
+        options: list[str] = []
+        if letter.smtputf8:
+            if not smtp.has_extn("smtputf8"):
+                raise DeliveryFailed(
+                    "the mail server does not accept internationalised addresses (no SMTPUTF8)"
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        with watchdog.step(smtp.sock, deadlines.command):
+            code, reply = smtp.mail(letter.sender, options)
+            if code != 250:
+                raise _Reply(code, _text(reply))
+            code, reply = smtp.rcpt(letter.to)
+            if code not in (250, 251):
+                raise _Reply(code, _text(reply))
+        with watchdog.step(smtp.sock, deadlines.data_start):
+            smtp.putcmd("data")
+            code, reply = smtp.getreply()
+            if code != 354:
+                raise _Reply(code, _text(reply))
+        payload = re.sub(rb"(?m)^\.", b"..", letter.data) + b".\r\n"
+        with watchdog.step(smtp.sock, deadlines.data_block):
+            smtp.send(payload)
+        # From here on the server may have the whole message: its fate is unknown until it
+        # answers, and a lost connection must not lead to a second copy.
+        try:
+            with watchdog.step(smtp.sock, deadlines.data_end):
+                code, reply = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            why = (
+                f"no answer to the end of the message within {deadlines.data_end:g} s"
+                if watchdog.fired
+                else f"the connection was lost before the server answered ({exc})"
+            )
+            raise DeliveryUncertain(why) from None
+        if code != 250:
+            raise _Reply(code, _text(reply))
+
+    def _retry_or_fail(self, code: int, reply: str, attempt: int) -> int:
         self._reset()
         if 400 <= code < 500 and attempt < len(self.retry_delays):
             time.sleep(self.retry_delays[attempt])
             return attempt + 1
-        raise DeliveryFailed(f"{code} {_text(reply)}")
+        raise DeliveryFailed(f"{code} {reply}")
 
     def _reset(self) -> None:
-        if self._smtp is not None:
+        if self._smtp is not None and self._watchdog is not None:
             try:
-                self._smtp.rset()
-            except smtplib.SMTPException:
-                self._smtp = None
+                with self._watchdog.step(self._smtp.sock, self.deadlines.command):
+                    self._smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         if self._smtp is not None:
             with contextlib.suppress(OSError, smtplib.SMTPException):
-                self._smtp.quit()
+                self._smtp.close()
             self._smtp = None
+
+    def close(self) -> None:
+        if self._smtp is not None and self._watchdog is not None:
+            with (
+                contextlib.suppress(OSError, smtplib.SMTPException),
+                self._watchdog.step(self._smtp.sock, min(self.deadlines.command, 10)),
+            ):
+                self._smtp.quit()
+        self._drop()
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
 
 class OutboxTransport:
@@ -231,16 +462,25 @@ class OutboxTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.description = f"the outbox {directory}"
+
+    def connect(self) -> None:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InvitesError(f"cannot create the outbox {directory}: {exc.strerror}") from None
+            raise InvitesError(
+                f"cannot create the outbox {self.directory}: {exc.strerror}"
+            ) from None
 
     def deliver(self, letter: Letter) -> None:
         path = self.directory / f"{letter.name}.eml"
         temporary = path.with_suffix(".eml.tmp")
-        temporary.write_bytes(letter.data)
-        temporary.replace(path)  # a reader never sees half a message
+        try:
+            temporary.write_bytes(letter.data)
+            temporary.replace(path)  # a reader never sees half a message
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise InvitesError(f"cannot write {path}: {exc.strerror}") from None
 
     def close(self) -> None:
         pass
@@ -249,6 +489,7 @@ class OutboxTransport:
 def _text(reply: bytes | str) -> str:
     return (
         (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply)
+        .replace("\r", " ")
         .replace("\n", " ")
         .strip()
     )

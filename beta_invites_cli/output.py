@@ -5,6 +5,7 @@ Data goes to stdout; messages go to stderr. rich is imported only when a table i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -13,25 +14,83 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import IO, Any, TypeVar
 from uuid import UUID
 
 import click
 
-FORMATS = ("table", "csv", "json")
+from beta_invites_cli.timestamps import infinity_name
+
+FORMATS = ("table", "csv", "json", "jsonl")
+EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def format_option(default: str = "table") -> Callable[[F], F]:
-    """The shared `--format table|csv|json` option."""
+def format_option(default: str | None = "table") -> Callable[[F], F]:
+    """The shared `--format table|csv|json|jsonl` option (None: decided by the command)."""
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(FORMATS),
         default=default,
-        show_default=True,
-        help="Output format: a table for people, CSV or JSON for programs.",
+        show_default=default is not None,
+        help="Output format: a table for people; CSV, JSON or JSON lines for programs"
+        + ("" if default else " (default: from --output's extension, else table)")
+        + ".",
     )
+
+
+def format_for(output: Path | None, fmt: str | None) -> str:
+    """--format when given, else the output file's extension, else a table."""
+    if fmt is not None:
+        return fmt
+    if output is not None:
+        return EXTENSIONS.get(output.suffix.lower(), "table")
+    return "table"
+
+
+class OutputFile:
+    """A file written in full or not at all: opened (as a temporary file beside it) before the
+    command changes anything, renamed into place by commit()."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.handle: IO[str] = sys.stdout
+        self._temporary: Path | None = None
+
+    def __enter__(self) -> OutputFile | None:
+        if self.path is None:
+            return None
+        import tempfile
+
+        from beta_invites_cli.errors import InvitesError
+
+        if self.path.is_dir():
+            raise InvitesError(f"--output {self.path} is a directory")
+        try:
+            descriptor, name = tempfile.mkstemp(
+                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or "."
+            )
+        except OSError as exc:
+            raise InvitesError(
+                f"--output {self.path}: cannot write there ({exc.strerror})"
+            ) from None
+        self._temporary = Path(name)
+        self.handle = open(descriptor, "w", encoding="utf-8", newline="")
+        return self
+
+    def commit(self) -> None:
+        assert self.path is not None and self._temporary is not None
+        self.handle.close()
+        self._temporary.replace(self.path)
+        self._temporary = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._temporary is not None:
+            self.handle.close()
+            with contextlib.suppress(OSError):
+                self._temporary.unlink()
 
 
 @dataclass(frozen=True)
@@ -44,13 +103,23 @@ class Column:
 
 def plain(value: Any) -> Any:
     """A JSON- and CSV-friendly form of a database value (ISO 8601 timestamps with offset)."""
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        return infinity_name(value) or value.isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, Decimal):
         return float(value)
     return value
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP: prefix =, +, -, @ with ')."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def write_csv(records: Iterable[Mapping[str, Any]], keys: Sequence[str], out: IO[str]) -> int:
@@ -62,7 +131,9 @@ def write_csv(records: Iterable[Mapping[str, Any]], keys: Sequence[str], out: IO
     def value_of(value: Any) -> Any:
         if value is None:
             return ""
-        if type(value) is str or type(value) is int:
+        if type(value) is str:
+            return csv_safe(value)
+        if type(value) is int:
             return value
         if value not in converted:
             if len(converted) > 1000:
@@ -88,10 +159,22 @@ def write_json(records: Iterable[Mapping[str, Any]], keys: Sequence[str], out: I
     return count
 
 
+def write_jsonl(records: Iterable[Mapping[str, Any]], keys: Sequence[str], out: IO[str]) -> int:
+    """One JSON object per line (for jq and log tools)."""
+    count = 0
+    for record in records:
+        out.write(json.dumps({k: plain(record.get(k)) for k in keys}, ensure_ascii=False))
+        out.write("\n")
+        count += 1
+    return count
+
+
 def table_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
+        if infinity_name(value):
+            return "never" if value > datetime.now(value.tzinfo) else "always"
         return value.strftime("%Y-%m-%d %H:%M")
     return str(value)
 
@@ -104,41 +187,74 @@ def write_table(
     title: str | None = None,
     footer: Mapping[str, Any] | None = None,
 ) -> int:
+    """A table that never cuts a value: too wide for the terminal, each record becomes a block
+    of `field value` lines instead (as psql's expanded display); in a file or a pipe, the table
+    is as wide as its content."""
     from rich.table import Table
 
+    def cell(column: Column, value: Any) -> str:
+        return column.render(value) if column.render and value is not None else table_text(value)
+
+    rows = [[cell(column, record.get(column.key)) for column in columns] for record in records]
+    footer_cells = (
+        [cell(column, footer.get(column.key)) for column in columns] if footer is not None else None
+    )
     table = Table(title=title, title_justify="left", show_footer=footer is not None)
-    for column in columns:
-        footer_value = ""
-        if footer is not None:
-            raw = footer.get(column.key)
-            footer_value = (
-                column.render(raw) if column.render and raw is not None else table_text(raw)
-            )
+    for index, column in enumerate(columns):
         table.add_column(
-            column.header, justify="right" if column.numeric else "left", footer=footer_value
+            column.header,
+            justify="right" if column.numeric else "left",
+            footer=footer_cells[index] if footer_cells else "",
+            no_wrap=True,
         )
-    count = 0
-    for record in records:
-        cells = []
-        for column in columns:
-            value = record.get(column.key)
-            cells.append(column.render(value) if column.render else table_text(value))
-        table.add_row(*cells)
-        count += 1
-    console(out).print(table)
-    return count
+    for row in rows:
+        table.add_row(*row)
+    screen = console(out)
+    natural = screen.measure(table, options=screen.options.update(max_width=1_000_000)).maximum
+    if not out.isatty():
+        console(out, width=max(natural, 20)).print(table)
+    elif natural <= screen.size.width:
+        screen.print(table)
+    else:
+        _write_records(rows, footer_cells, columns, out, title)
+    return len(rows)
 
 
-def console(out: IO[str] | None = None, *, stderr: bool = False) -> Any:
+def _write_records(
+    rows: list[list[str]],
+    footer: list[str] | None,
+    columns: Sequence[Column],
+    out: IO[str],
+    title: str | None,
+) -> None:
+    width = max(len(column.header) for column in columns)
+    if title:
+        out.write(f"{title}\n")
+    blocks = [(f"[ {number} ]", row) for number, row in enumerate(rows, start=1)]
+    if footer is not None:
+        blocks.append(("[ total ]", footer))
+    for label, row in blocks:
+        out.write(f"-{label}{'-' * max(width - len(label), 2)}\n")
+        for column, text in zip(columns, row, strict=True):
+            out.write(f"{column.header.ljust(width)}  {text}\n")
+
+
+def console(out: IO[str] | None = None, *, stderr: bool = False, width: int | None = None) -> Any:
     """A rich Console; rich itself honours NO_COLOR and drops styling when not on a terminal."""
     from rich.console import Console
 
     if stderr:
         return Console(stderr=True, highlight=False)
     out = out or sys.stdout
-    # Piped output is not cut to 80 columns: a table in a file or a pager keeps its rows whole.
-    width = None if out.isatty() else int(os.environ.get("COLUMNS") or 200)
+    if width is None and not out.isatty():
+        width = terminal_columns() or 200
     return Console(file=out, highlight=False, soft_wrap=False, width=width)
+
+
+def terminal_columns() -> int | None:
+    """$COLUMNS when it is a sensible number; anything else is ignored, never an error."""
+    text = os.environ.get("COLUMNS", "").strip()
+    return int(text) if text.isdigit() and 0 < int(text) < 100_000 else None
 
 
 def render(
@@ -156,4 +272,6 @@ def render(
         return write_csv(records, keys, out)
     if fmt == "json":
         return write_json(records, keys, out)
+    if fmt == "jsonl":
+        return write_jsonl(records, keys, out)
     return write_table(records, columns, out, title=title, footer=footer)

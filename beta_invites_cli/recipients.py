@@ -1,23 +1,49 @@
 """Reading and checking the people to invite, before anything is written.
 
-A recipients file is a CSV with an `email` column, or a plain list of one address per line,
-UTF-8 with or without a BOM. Every address is validated (no DNS) and normalised: the domain
-lower-cased; duplicates are compared case-insensitively and issued once.
+A recipients file is a CSV with an email column (`email`, `E-mail`, `Email Address`, ...;
+comma, semicolon or tab), or a plain list of one address per line, UTF-8 with or without a BOM.
+It is read a line at a time, so a huge or malformed file costs little memory and its errors
+quote only a short excerpt. Malformed CSV stops everything, naming the line: a record may not
+run over several lines, because a stray quote would otherwise swallow the rest of the file.
+Every address is validated (no DNS) and normalised (the domain lower-cased); duplicates are
+compared by `emailkey.key` and issued once.
 """
 
 from __future__ import annotations
 
-import contextlib
+import codecs
+import itertools
 import csv
-import io
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
-from beta_invites_cli.errors import InvitesError
+from beta_invites_cli.emailkey import key as email_key
+from beta_invites_cli.errors import InvitesError, excerpt
 
 MAX_EMAIL = 320
 MAX_COHORT = 64
+MAX_LINE = 65_536  # characters; a longer line is not a list of people
+CHUNK = 1 << 16
+
+# Header spellings that name the address column, compared without case, spaces or punctuation.
+EMAIL_HEADERS = frozenset(
+    {
+        "email",
+        "emailaddress",
+        "emailaddresses",
+        "mail",
+        "mailaddress",
+        "emailadresse",
+        "adresseemail",
+        "adressemail",
+        "courriel",
+        "correo",
+        "correoelectronico",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -62,7 +88,7 @@ def _plain_address(address: str) -> Recipient | None:
     if "xn--" in domain or _special_use(domain):  # IDNA and special-use names: the full check
         return None
     email = f"{match.group(1)}@{domain}"
-    return Recipient(email=email, key=email.lower(), where="")
+    return Recipient(email=email, key=email_key(email), where="")
 
 
 _SPECIAL_USE: frozenset[str] | None = None
@@ -103,71 +129,148 @@ def normalise_email(address: str) -> Recipient | str:
     email = f"{local}@{domain.lower()}"
     if len(email) > MAX_EMAIL:
         return f"longer than {MAX_EMAIL} characters"
-    return Recipient(email=email, key=email.lower(), where="")
+    return Recipient(email=email, key=email_key(email), where="")
 
 
-def decode(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
+def lines_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line break), decoded as UTF-8 a chunk at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    number = 0
+    pending = ""
+    while True:
+        chunk = stream.read(CHUNK)
+        try:
+            pending += decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            bad = number + pending.count("\n") + chunk[: exc.start].count(b"\n") + 1
+            raise InvitesError(
+                f"{source}: line {bad} is not valid UTF-8 (save the file as UTF-8 and try again)"
+            ) from None
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            number += 1
+            if len(line) > MAX_LINE:
+                raise _too_long(source, number)
+            yield number, line.removesuffix("\r")
+        if len(pending) > MAX_LINE:
+            raise _too_long(source, number + 1)
+        if not chunk:
+            break
+    if pending:
+        yield number + 1, pending.removesuffix("\r")
+
+
+def _too_long(source: str, number: int) -> InvitesError:
+    return InvitesError(
+        f"{source}: line {number} is longer than {MAX_LINE:,} characters: "
+        "not a list of email addresses"
+    )
+
+
+def _is_email_header(name: str) -> bool:
+    return re.sub(r"[\W_]+", "", name.lower()) in EMAIL_HEADERS
+
+
+def rows_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
+    """(line number, address) pairs from a CSV with an email column or a plain list."""
+    lines = lines_of(stream, source)
+    first: tuple[int, str] | None = None
+    for number, line in lines:
+        if line.strip():
+            first = (number, line)
+            break
+    if first is None:
+        return
+    number, text = first
+    if not any(d in text for d in ",;\t") and not _is_email_header(text.strip()):
+        yield from _plain_list(first, lines)
+    else:
+        yield from _csv_rows(first, lines, source)
+
+
+def _plain_list(
+    first: tuple[int, str], lines: Iterable[tuple[int, str]]
+) -> Iterator[tuple[int, str]]:
+    for number, line in itertools.chain([first], lines):
+        if line.strip() and not line.lstrip().startswith("#"):
+            yield number, line.strip()
+
+
+def _csv_rows(
+    first: tuple[int, str], lines: Iterable[tuple[int, str]], source: str
+) -> Iterator[tuple[int, str]]:
+    # Spreadsheets write excel-style CSV; only the delimiter varies (`;` in many locales). The
+    # header names it: the most frequent of the three.
+    delimiter = max(",;\t", key=first[1].count)
+    numbers: list[int] = []  # the file's line number of each line the reader consumed
+
+    def feed() -> Iterator[str]:
+        numbers.append(first[0])
+        yield first[1] + "\n"
+        for number, line in lines:
+            numbers.append(number)
+            yield line + "\n"
+
+    reader = csv.reader(feed(), csv.excel, delimiter=delimiter, strict=True)
+    header = _next_row(reader, numbers, source)
+    if header is None:
+        return
+    index = next((i for i, name in enumerate(header) if _is_email_header(name)), None)
+    if index is None:
+        shown = excerpt(", ".join(header), 80)
         raise InvitesError(
-            f"{source}: line {line} is not valid UTF-8 (save the file as UTF-8 and try again)"
-        ) from None
+            f"{source}: no email column in the header line {first[0]} ({shown}); "
+            "name it `email` (or E-mail, Email Address)"
+        )
+    while True:
+        consumed = len(numbers)
+        row = _next_row(reader, numbers, source)
+        if row is None:
+            return
+        if len(numbers) - consumed > 1:
+            start, end = numbers[consumed], numbers[-1]
+            raise InvitesError(
+                f"{source}: line {start}: a quoted field runs on to line {end}; a stray quote? "
+                "(a record must fit on one line)"
+            )
+        if any(cell.strip() for cell in row):
+            yield numbers[-1], row[index].strip() if index < len(row) else ""
+        if len(numbers) > 1024:
+            del numbers[:-1]  # only the last few matter: keep memory flat
 
 
-def rows_of(text: str, source: str) -> list[tuple[int, str]]:
-    """(line number, address) pairs from a CSV with an `email` column or a plain list."""
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    if (
-        "," not in first
-        and ";" not in first
-        and "\t" not in first
-        and first.strip().lower() != "email"
-    ):
-        return [
-            (number, line.strip())
-            for number, line in enumerate(lines, start=1)
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-    dialect: type[csv.Dialect] | csv.Dialect = csv.excel
-    with contextlib.suppress(csv.Error):
-        dialect = csv.Sniffer().sniff(first, delimiters=",;\t")
-    reader = csv.reader(io.StringIO(text), dialect)
-    header = next(reader, [])
-    columns = [name.strip().lower() for name in header]
-    if "email" not in columns:
-        raise InvitesError(f"{source}: no `email` column in the header ({', '.join(header)})")
-    index = columns.index("email")
-    result = []
-    for row in reader:
-        number = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        result.append((number, row[index].strip() if index < len(row) else ""))
-    return result
+def _next_row(reader: Any, numbers: list[int], source: str) -> list[str] | None:
+    start = len(numbers)
+    try:
+        return next(reader, None)
+    except csv.Error as exc:
+        line = numbers[start] if start < len(numbers) else (numbers[-1] if numbers else 1)
+        reason = str(exc)
+        if "field larger than field limit" in reason or "unexpected end of data" in reason:
+            reason = "a quote opened here is never closed (a stray quote?)"
+        raise InvitesError(f"{source}: line {line}: malformed CSV: {reason}") from None
 
 
-def collect(sources: list[tuple[str, bytes]], emails: tuple[str, ...]) -> RecipientList:
-    """Check every address from the files (name, content) and the --email options."""
+def collect(sources: list[tuple[str, BinaryIO]], emails: tuple[str, ...]) -> RecipientList:
+    """Check every address from the files (name, binary stream) and the --email options."""
     result = RecipientList()
     seen: dict[str, str] = {}
-    entries: list[tuple[str, str]] = []
-    for name, data in sources:
-        text = decode(data, name)
-        label = "" if name == "-" else f"{name} "
-        entries += [(f"{label}line {number}", value) for number, value in rows_of(text, name)]
-    entries += [("--email", value) for value in emails]
-    for where, value in entries:
+
+    def entries() -> Iterator[tuple[str, str]]:
+        for name, stream in sources:
+            label = "" if name == "-" else f"{name} "
+            for number, value in rows_of(stream, name):
+                yield f"{label}line {number}", value
+        for value in emails:
+            yield "--email", value
+
+    for where, value in entries():
         checked = normalise_email(value)
         if isinstance(checked, str):
-            result.problems.append(f"{where}: {value!r}: {checked}")
+            result.problems.append(f"{where}: {excerpt(value)}: {checked}")
             continue
         if checked.key in seen:
-            result.duplicates.append(
-                f"{where}: {value} duplicates {seen[checked.key]}; issued once"
-            )
+            result.duplicates.append(f"{where}: {value} duplicates {seen[checked.key]}; issued once")
             continue
         seen[checked.key] = where
         result.recipients.append(Recipient(checked.email, checked.key, where))

@@ -1,6 +1,7 @@
 """`invites report`: which audiences came. One aggregate query per report, in PostgreSQL.
 
-For each group: issued, sent, redeemed, pending, expired (by the one status definition), the
+For each group: issued, sent, redeemed, pending, expired, revoked (by the one status definition,
+so issued = redeemed + pending + expired + revoked), the
 redemption rate and the median hours from issue to redemption, plus a totals row computed by the
 same query (GROUPING SETS). By day or week, rows are issue dates, and `redemptions` counts the
 redemptions that happened on that date.
@@ -25,6 +26,7 @@ KEYS = (
     "redeemed",
     "pending",
     "expired",
+    "revoked",
     "redemption_rate",
     "median_hours_to_redeem",
 )
@@ -47,6 +49,7 @@ MEASURES = f"""
        count(*) FILTER (WHERE {STATUS_CONDITION["redeemed"]}) AS redeemed,
        count(*) FILTER (WHERE {STATUS_CONDITION["pending"]}) AS pending,
        count(*) FILTER (WHERE {STATUS_CONDITION["expired"]}) AS expired,
+       count(*) FILTER (WHERE {STATUS_CONDITION["revoked"]}) AS revoked,
        round(count(*) FILTER (WHERE {STATUS_CONDITION["redeemed"]})::numeric / NULLIF(count(*), 0), 4)
          AS redemption_rate,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at))
@@ -102,6 +105,7 @@ def query_for(by: str, where: str) -> str:
       SELECT coalesce(i.key, r.key) AS key, coalesce(i.is_total, r.is_total) AS is_total,
              coalesce(i.issued, 0) AS issued, coalesce(i.sent, 0) AS sent, coalesce(i.redeemed, 0) AS redeemed,
              coalesce(i.pending, 0) AS pending, coalesce(i.expired, 0) AS expired,
+             coalesce(i.revoked, 0) AS revoked,
              i.redemption_rate, i.median_hours_to_redeem, coalesce(r.redemptions, 0) AS redemptions
         FROM issued i
         FULL JOIN redemptions r ON i.is_total = r.is_total AND i.key IS NOT DISTINCT FROM r.key

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 
+from beta_invites_cli import outbox as outboxes
 from beta_invites_cli import template as templates
 from beta_invites_cli.delivery import Letterhead
-from beta_invites_cli.errors import InvitesError
-from beta_invites_cli.mail import OutboxTransport, SmtpTransport, Transport, parse_smtp_url
+from beta_invites_cli.errors import InvitesError, excerpt
+from beta_invites_cli.mail import (
+    Deadlines,
+    OutboxTransport,
+    SmtpTransport,
+    Transport,
+    check_header_value,
+    parse_smtp_url,
+)
 from beta_invites_cli.settings import Settings
 
 DEFAULT_OUTBOX = Path("outbox")
@@ -21,12 +30,13 @@ class Channel:
 
     smtp_url: str | None
     outbox: Path | None
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
     def open(self) -> Transport:
         if self.outbox is not None:
             return OutboxTransport(self.outbox)
         assert self.smtp_url is not None
-        return SmtpTransport(parse_smtp_url(self.smtp_url))
+        return SmtpTransport(parse_smtp_url(self.smtp_url), deadlines=self.deadlines)
 
 
 def choose_channel(settings: Settings, outbox: Path | None, *, embedded: bool) -> Channel:
@@ -36,29 +46,72 @@ def choose_channel(settings: Settings, outbox: Path | None, *, embedded: bool) -
         Path(settings.get("INVITES_OUTBOX") or "") if settings.get("INVITES_OUTBOX") else None
     )
     if explicit is not None:
+        outboxes.remember(settings.values, explicit)
         return Channel(None, explicit)
-    smtp_url = settings.get("SMTP_URL")
+    smtp_url = settings.secret("SMTP_URL")
     if smtp_url:
         parse_smtp_url(smtp_url)  # a malformed URL is an error now, not after issuing
         if not settings.get("INVITES_FROM"):
             raise InvitesError("INVITES_FROM is not set: the From address of the invitations")
-        return Channel(smtp_url, None)
+        return Channel(smtp_url, None, smtp_deadlines(settings))
     if embedded:
+        outboxes.remember(settings.values, DEFAULT_OUTBOX)
         return Channel(None, DEFAULT_OUTBOX)
     raise InvitesError(
         "SMTP_URL is not set: set it to email the invitations, or pass --outbox DIR to write them as .eml files"
     )
 
 
+def smtp_deadlines(settings: Settings) -> Deadlines:
+    text = settings.get("INVITES_SMTP_TIMEOUT")
+    if text is None:
+        return Deadlines()
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1
+    if not 0.1 <= seconds <= 3600:
+        raise InvitesError(
+            f"INVITES_SMTP_TIMEOUT: {excerpt(text, 20)} is not a number of seconds from 0.1 to 3600"
+        )
+    return Deadlines.capped(seconds)
+
+
+def check_address_setting(name: str, value: str) -> str:
+    """A From or Reply-To setting: one line, `Name <address>` or an address, ASCII before the @."""
+    from email_validator import EmailNotValidError, validate_email
+
+    check_header_value(name, value)
+    _, address = parseaddr(value)
+    if "@" not in address:
+        raise InvitesError(
+            f"{name}: {excerpt(value)} is not an email address (like Beta Team <beta@example.com>)"
+        )
+    try:
+        validate_email(
+            address, check_deliverability=False, allow_smtputf8=False, globally_deliverable=False
+        )
+    except EmailNotValidError as exc:
+        raise InvitesError(f"{name}: {excerpt(address)}: {str(exc).rstrip('.')}") from None
+    return value
+
+
 def letterhead(settings: Settings, template_path: Path | None, channel: Channel) -> Letterhead:
     signup_url = settings.get("INVITES_SIGNUP_URL")
     templates.check_signup_url(signup_url)
-    sender = settings.get("INVITES_FROM") or (OUTBOX_SENDER if channel.outbox is not None else None)
-    if sender is None:
+    sender = settings.get("INVITES_FROM")
+    if sender is not None:
+        check_address_setting("INVITES_FROM", sender)
+    elif channel.outbox is not None:
+        sender = OUTBOX_SENDER
+    else:
         raise InvitesError("INVITES_FROM is not set: the From address of the invitations")
+    reply_to = settings.get("INVITES_REPLY_TO")
+    if reply_to is not None:
+        check_address_setting("INVITES_REPLY_TO", reply_to)
     return Letterhead(
         sender=sender,
-        reply_to=settings.get("INVITES_REPLY_TO"),
+        reply_to=reply_to,
         signup_url=signup_url,
         template=templates.load(template_path, signup_url=signup_url),
     )

@@ -42,6 +42,15 @@ class Settings:
         value = self.values.get(name)
         return value if value not in (None, "") else default
 
+    def secret(self, name: str) -> str | None:
+        """A setting that may hold a password: NAME, else the first line of the file NAME_FILE
+        (a URL on the command line is visible to every user of the machine in `ps`)."""
+        value = self.get(name)
+        if value is not None:
+            return value
+        path = self.get(f"{name}_FILE")
+        return read_secret_file(Path(path), f"{name}_FILE") if path else None
+
     def libpq_overrides(self) -> dict[str, str]:
         """Connection parameters for PG* variables that only `.env` provides."""
         return {
@@ -55,10 +64,31 @@ class Settings:
         return not (
             self.database_url
             or self.get("DATABASE_URL")
+            or self.get("DATABASE_URL_FILE")
             or self.get("PGHOST")
             or self.get("PGDATABASE")
             or self.get("PGSERVICE")
         )
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The first line of a file holding a secret; `-` reads standard input."""
+    import sys
+
+    try:
+        if str(path) == "-":
+            line = sys.stdin.readline()
+        else:
+            with open(path, encoding="utf-8-sig") as handle:
+                line = handle.readline(65_536)
+    except OSError as exc:
+        raise InvitesError(f"{what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvitesError(f"{what} {path}: not UTF-8 text") from None
+    value = line.strip()
+    if not value:
+        raise InvitesError(f"{what} {path}: the first line is empty")
+    return value
 
 
 def load_settings(

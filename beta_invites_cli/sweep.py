@@ -1,8 +1,11 @@
 """`invites expire`: anonymise the email of invites that expired unredeemed, for cron.
 
 Cheap to run every minute: bounded batches, each its own short transaction; rows locked with
-SKIP LOCKED so a redemption never waits on the sweep; a try-lock so overlapping runs step aside;
-and a partial index that holds only unfinished rows, so finished ones are never scanned again.
+SKIP LOCKED so a redemption never waits on the sweep; a transaction-level try-lock in each batch
+so overlapping runs step aside (a session lock would outlive its transaction behind a pooler such
+as PgBouncer in transaction mode); and a partial index that holds only unfinished rows, so
+finished ones are never scanned again. Revoked invites expire when they are revoked, so they
+are anonymised too.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class SweepResult:
 ANONYMISE_BATCH = """
 UPDATE public.beta_invites
    SET email = 'anonymized+' || replace(gen_random_uuid()::text, '-', '') || '@invalid',
-       anonymized_at = now()
+       anonymized_at = now(), delivery_reply = NULL
  WHERE ctid = ANY(ARRAY(
    SELECT ctid FROM public.beta_invites
     WHERE used_at IS NULL AND anonymized_at IS NULL AND expires_at <= now() - %(grace)s
@@ -61,25 +64,32 @@ def sweep(
     dry_run: bool = False,
 ) -> SweepResult:
     """Anonymise every expired, unredeemed invite past its grace period. `conn` is autocommit."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (SWEEP_LOCK_KEY,)).fetchone()
-    if not row or not row[0]:
-        return SweepResult(ran=False, anonymized=0, awaiting_grace=0)
-    try:
-        params = {"grace": grace, "batch": batch_size}
-        if dry_run:
-            due = conn.execute(COUNT_DUE, params).fetchone()
-            anonymized = int(due[0]) if due else 0
-        else:
-            anonymized = 0
-            while True:
-                with conn.transaction():
-                    done = conn.execute(ANONYMISE_BATCH, params).rowcount
-                anonymized += done
-                if done < batch_size:
-                    break
-        awaiting = conn.execute(COUNT_AWAITING, params).fetchone() if grace else (0,)
+    params = {"grace": grace, "batch": batch_size}
+    if dry_run:
+        due = conn.execute(COUNT_DUE, params).fetchone()
         return SweepResult(
-            ran=True, anonymized=anonymized, awaiting_grace=int(awaiting[0]) if awaiting else 0
+            ran=True, anonymized=int(due[0]) if due else 0, awaiting_grace=_awaiting(conn, params)
         )
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+    anonymized = 0
+    first = True
+    while True:
+        with conn.transaction():
+            locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,))
+            row = locked.fetchone()
+            if not row or not row[0]:
+                if first:
+                    return SweepResult(ran=False, anonymized=0, awaiting_grace=0)
+                break  # another sweep took over between two batches: it finishes the work
+            done = conn.execute(ANONYMISE_BATCH, params).rowcount
+        first = False
+        anonymized += done
+        if done < batch_size:
+            break
+    return SweepResult(ran=True, anonymized=anonymized, awaiting_grace=_awaiting(conn, params))
+
+
+def _awaiting(conn: psycopg.Connection[Any], params: dict[str, Any]) -> int:
+    if not params["grace"]:
+        return 0
+    row = conn.execute(COUNT_AWAITING, params).fetchone()
+    return int(row[0]) if row else 0

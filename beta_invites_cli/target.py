@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from beta_invites_cli import urls
+from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.settings import Settings
 
 
@@ -14,6 +16,7 @@ class Target:
     overrides: dict[str, str]
     embedded: bool = False
     label: str | None = None
+    password: str | None = None  # kept only to scrub it from libpq's messages
 
     def describe(self) -> str:
         """`postgresql://user:***@host:port/dbname`, from what libpq will actually use."""
@@ -61,9 +64,26 @@ def describe_params(params: dict[str, str]) -> str:
     return f"postgresql://{userinfo + '@' if userinfo else ''}{location}/{quote(dbname, safe='')}"
 
 
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
 def resolve(settings: Settings) -> Target:
-    """The explicit URL, else DATABASE_URL, else libpq's PG* variables; None means embedded."""
-    url = settings.database_url or settings.get("DATABASE_URL")
-    if url:
-        return Target(conninfo=url, overrides=settings.libpq_overrides())
-    return Target(conninfo="", overrides=settings.libpq_overrides())
+    """The explicit URL, else DATABASE_URL (or DATABASE_URL_FILE), else libpq's PG* variables."""
+    url = settings.database_url or settings.secret("DATABASE_URL")
+    overrides = settings.libpq_overrides()
+    if not url:
+        return Target(conninfo="", overrides=overrides, password=overrides.get("password"))
+    parsed = urls.parse(url)
+    if parsed is None:  # a key=value connection string
+        return Target(conninfo=url.strip(), overrides=overrides, password=urls.password_of(url))
+    # postgresql+psycopg:// and friends are SQLAlchemy's spellings of the same URL.
+    if parsed.scheme.split("+", 1)[0] not in POSTGRES_SCHEMES:
+        raise InvitesError(
+            f"the database URL {parsed.masked()} must start with postgresql:// "
+            "(like postgresql://user:password@host:5432/dbname)"
+        )
+    return Target(
+        conninfo=parsed.with_credentials("postgresql"),
+        overrides=overrides,
+        password=parsed.password,
+    )

@@ -42,10 +42,12 @@ def invites(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
-    notice = (
-        f"Using the embedded database in {home} "
-        "(set DATABASE_URL to use another; `invites db stop` stops it).\n"
-    )
+    def notice(verb: str) -> str:
+        return (
+            f"{verb} the embedded database in {home} "
+            "(set DATABASE_URL to use another; `invites db stop` stops it).\n"
+        )
+
     before = invites(home, "db", "status")
     assert (
         before.stdout
@@ -54,8 +56,8 @@ def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
 
     first = invites(home, "migrate")
     assert first.returncode == 0, first.stderr
-    assert first.stderr.startswith(notice)
-    assert first.stderr.count("Using the embedded database") == 1
+    assert first.stderr.startswith(notice("Created"))
+    assert first.stderr.count("the embedded database") == 1
     assert "created a minimal public.users table" in first.stderr
     assert (home / "pgdata" / "PG_VERSION").is_file()
 
@@ -63,9 +65,10 @@ def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
     assert "state: running (pid " in running.stdout
     pid_line = running.stdout.splitlines()[1]
 
+    # Once it runs, commands say nothing about it: cron stays silent.
     second = invites(home, "migrate", "--status", "--format", "csv")
     assert second.returncode == 0, second.stderr
-    assert second.stderr == notice
+    assert second.stderr == ""
     assert "990_beta_invites.sql,applied" in second.stdout
     assert invites(home, "db", "status").stdout.splitlines()[1] == pid_line  # the same server
 
@@ -80,7 +83,39 @@ def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
     # The next command starts it again, with the data kept.
     again = invites(home, "migrate")
     assert again.returncode == 0, again.stderr
-    assert again.stderr == notice + "Up to date: nothing to apply.\n"
+    assert again.stderr == notice("Started") + "Up to date: nothing to apply.\n"
+    quiet = invites(home, "--quiet", "migrate")
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_binaries_that_moved_are_found_again(home: Path) -> None:
+    """The virtualenv that created the cluster is gone: status and stop find binaries again."""
+    from beta_invites_cli.embedded import find_binaries
+
+    assert invites(home, "migrate").returncode == 0
+    real = Path((home / "binaries").read_text().strip())
+    assert real == find_binaries() or "pgserver-copy" in str(real)
+    (home / "binaries").write_text("/nonexistent/venv/pgserver/pginstall/bin\n")
+    status = invites(home, "db", "status")
+    assert status.returncode == 0, status.stderr
+    assert "state: running (pid " in status.stdout
+    assert "/nonexistent" not in (home / "binaries").read_text()
+    (home / "binaries").write_text("/nonexistent/venv/pgserver/pginstall/bin\n")
+    stopped = invites(home, "db", "stop")
+    assert (stopped.returncode, stopped.stderr) == (
+        0,
+        f"stopped the embedded database in {home}\n",
+    )
+    (home / "PG_VERSION.saved").write_text((home / "pgdata" / "PG_VERSION").read_text())
+    (home / "binaries").unlink()
+    (home / "pgdata" / "PG_VERSION").write_text("9\n")  # a version nothing here provides
+    gone = invites(home, "db", "status")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith(
+        "Error: the embedded database was created by PostgreSQL 9, whose binaries are gone"
+    )
+    assert "Traceback" not in gone.stderr
+    (home / "pgdata" / "PG_VERSION").write_text((home / "PG_VERSION.saved").read_text())
 
 
 def test_root_copies_wheel_binaries_the_server_account_cannot_reach(home: Path) -> None:

@@ -56,8 +56,9 @@ def direct(conn: psycopg.Connection[Any], group: str) -> dict[Any, tuple[int, ..
     rows = conn.execute(
         f"""
         SELECT {group}, count(*), count(sent_at), count(used_at),
-               count(*) FILTER (WHERE used_at IS NULL AND expires_at > now()),
-               count(*) FILTER (WHERE used_at IS NULL AND expires_at <= now())
+               count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > now()),
+               count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at <= now()),
+               count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NOT NULL)
           FROM beta_invites GROUP BY 1
         """
     ).fetchall()
@@ -65,7 +66,9 @@ def direct(conn: psycopg.Connection[Any], group: str) -> dict[Any, tuple[int, ..
 
 
 def as_counts(record: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(int(record[k]) for k in ("issued", "sent", "redeemed", "pending", "expired"))
+    return tuple(
+        int(record[k]) for k in ("issued", "sent", "redeemed", "pending", "expired", "revoked")
+    )
 
 
 def test_report_by_cohort_agrees_with_sql(
@@ -76,8 +79,8 @@ def test_report_by_cohort_agrees_with_sql(
     data = json.loads(result.stdout)
     assert {d["cohort"]: as_counts(d) for d in data} == direct(conn, "cohort")
     for d in data:
-        issued, _, redeemed, pending, expired = as_counts(d)
-        assert issued == redeemed + pending + expired
+        issued, _, redeemed, pending, expired, revoked = as_counts(d)
+        assert issued == redeemed + pending + expired + revoked
         assert d["redemption_rate"] == round(redeemed / issued, 4)
         assert 0 <= d["redemption_rate"] <= 1
     assert list(data[0]) == [
@@ -87,6 +90,7 @@ def test_report_by_cohort_agrees_with_sql(
         "redeemed",
         "pending",
         "expired",
+        "revoked",
         "redemption_rate",
         "median_hours_to_redeem",
     ]
@@ -172,9 +176,10 @@ def test_report_filters(invites: Invoke, conn: psycopg.Connection[Any], populati
     ).fetchone()
     assert expected is not None and sum(d["issued"] for d in recent) == expected[0]
     bad = invites("report", "--since", "yesterday")
+    assert bad.exit_code == 2  # a usage error
     assert (
-        bad.exit_code == 1
-        and bad.stderr == "Error: --since: 'yesterday' is not a date like 2026-11-26\n"
+        bad.stderr.splitlines()[-1]
+        == "Error: Invalid value for '--since': 'yesterday' is not a date like 2026-11-26"
     )
 
 

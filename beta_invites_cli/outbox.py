@@ -1,0 +1,73 @@
+"""Outbox directories: where `send` wrote .eml files instead of emailing, and their cleanup.
+
+Each .eml file holds its recipient's address, so the anonymising sweep must reach them too.
+Every outbox `send` writes to is recorded (as an absolute path) in a small file in the tool's
+state directory; `invites expire` deletes the messages of the invites it has anonymised from
+every recorded outbox on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+REGISTRY = "outboxes"
+BATCH = 1000
+
+
+def registry_path(environ: Mapping[str, str]) -> Path:
+    from beta_invites_cli.embedded import default_home
+
+    return default_home(environ) / REGISTRY
+
+
+def remember(environ: Mapping[str, str], directory: Path) -> None:
+    """Record `directory` as an outbox, once. Best effort: a read-only home only loses this."""
+    path = registry_path(environ)
+    entry = str(directory.absolute())
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            if entry not in handle.read().splitlines():
+                handle.write(entry + "\n")
+
+
+def known(environ: Mapping[str, str]) -> list[Path]:
+    try:
+        text = registry_path(environ).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [Path(line) for line in text.splitlines() if line.strip()]
+
+
+def remove_anonymised(conn: psycopg.Connection[Any], environ: Mapping[str, str]) -> int:
+    """Delete the outbox messages of anonymised invites (and half-written ones); how many."""
+    removed = 0
+    for directory in known(environ):
+        if not directory.is_dir():
+            continue
+        for stray in directory.glob("*.eml.tmp"):
+            with contextlib.suppress(OSError):
+                stray.unlink()
+        names = [path.name[: -len(".eml")] for path in directory.glob("*.eml")]
+        for start in range(0, len(names), BATCH):
+            rows = conn.execute(
+                """
+                SELECT code FROM public.beta_invites
+                 WHERE code = ANY(%s) AND anonymized_at IS NOT NULL
+                """,
+                (names[start : start + BATCH],),
+            ).fetchall()
+            for (code,) in rows:
+                with contextlib.suppress(FileNotFoundError):
+                    (directory / f"{code}.eml").unlink()
+                    removed += 1
+    return removed
