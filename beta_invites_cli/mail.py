@@ -75,7 +75,9 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         raise InvitesError(
             "SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"
         )
-    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^\[\]/?#:]+))(?::(\d{1,5}))?/?", parsed.location)
+    match = re.fullmatch(
+        r"(?:\[([0-9A-Fa-f:.]+)\]|([^\[\]/?#:]+))(?::(\d{1,5}))?/?", parsed.location
+    )
     if match is None:
         raise InvitesError(
             "SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465"

@@ -12,8 +12,8 @@ compared by `emailkey.key` and issued once.
 from __future__ import annotations
 
 import codecs
-import itertools
 import csv
+import itertools
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -270,7 +270,9 @@ def collect(sources: list[tuple[str, BinaryIO]], emails: tuple[str, ...]) -> Rec
             result.problems.append(f"{where}: {excerpt(value)}: {checked}")
             continue
         if checked.key in seen:
-            result.duplicates.append(f"{where}: {value} duplicates {seen[checked.key]}; issued once")
+            result.duplicates.append(
+                f"{where}: {value} duplicates {seen[checked.key]}; issued once"
+            )
             continue
         seen[checked.key] = where
         result.recipients.append(Recipient(checked.email, checked.key, where))

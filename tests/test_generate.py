@@ -236,7 +236,10 @@ def test_sent_by_must_exist(invites: Invoke, conn: psycopg.Connection[Any]) -> N
         "generate", "--cohort", "press-x", "--email", "a@example.com", "--sent-by", "bob"
     )
     assert garbage.exit_code == 2
-    assert garbage.stderr.splitlines()[-1] == "Error: Invalid value for '--sent-by': 'bob' is not a UUID"
+    assert (
+        garbage.stderr.splitlines()[-1]
+        == "Error: Invalid value for '--sent-by': 'bob' is not a UUID"
+    )
     assert rows(conn) == []
     row = conn.execute("INSERT INTO users DEFAULT VALUES RETURNING id").fetchone()
     assert row is not None
