@@ -1,7 +1,10 @@
 """`invites migrate`: apply sql/*.sql in name order, once each, Flyway-style.
 
-Each file and its tracking row commit in one transaction; a session advisory lock serialises
-concurrent runs; the sha256 of every applied file is checked against the file on disk.
+Each file and its tracking row commit in one transaction, which first takes a transaction-level
+advisory lock and then checks again that the file is still pending: concurrent runs apply each
+file exactly once, and no lock outlives its transaction (a session lock would stay held by a
+pooled server connection behind PgBouncer in transaction mode). The sha256 of every applied
+file is checked against the file on disk.
 """
 
 from __future__ import annotations
@@ -140,36 +143,24 @@ def migrate(
     on_applied: Callable[[str, int], None] | None = None,
 ) -> MigrateResult:
     """Apply every pending migration. `conn` must be in autocommit mode."""
-    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK_KEY,))
-    try:
-        return _migrate_locked(conn, create_users_table, on_applied)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK_KEY,))
-
-
-def _migrate_locked(
-    conn: psycopg.Connection[Any],
-    create_users_table: bool,
-    on_applied: Callable[[str, int], None] | None,
-) -> MigrateResult:
     todo = pending(conn)
     result = MigrateResult(applied=[], created_users_table=False)
     if not todo:
         return result
-    if not _users_table_exists(conn):
-        if not create_users_table:
-            raise MissingUsersTable(
-                "public.users does not exist: beta_invites.sent_by references the host "
-                "application's users table. Run the application's own migrations first, or "
-                "pass --create-users-table to create a minimal one"
-            )
-        with conn.transaction():
+    with conn.transaction():
+        _lock(conn)
+        if not _users_table_exists(conn):
+            if not create_users_table:
+                raise MissingUsersTable(
+                    "public.users does not exist: beta_invites.sent_by references the host "
+                    "application's users table. Run the application's own migrations first, or "
+                    "pass --create-users-table to create a minimal one"
+                )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS public.users ("
                 " id uuid PRIMARY KEY DEFAULT gen_random_uuid())"
             )
-        result.created_users_table = True
-    with conn.transaction():
+            result.created_users_table = True
         conn.execute(
             """
             CREATE TABLE IF NOT EXISTS public.invites_schema_migrations (
@@ -182,17 +173,36 @@ def _migrate_locked(
         )
     for migration in todo:
         duration = _apply(conn, migration)
+        if duration is None:
+            continue  # a concurrent run applied it first
         result.applied.append((migration.name, duration))
         if on_applied is not None:
             on_applied(migration.name, duration)
     return result
 
 
-def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int:
+def _lock(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
+
+
+def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int | None:
+    """Apply one file in its own transaction; None when another run already had."""
     import psycopg
 
     started = time.perf_counter()
     with conn.transaction():
+        _lock(conn)
+        done = conn.execute(
+            "SELECT checksum FROM public.invites_schema_migrations WHERE filename = %s",
+            (migration.name,),
+        ).fetchone()
+        if done is not None:
+            if done[0] != migration.checksum:
+                raise ChecksumMismatch(
+                    f"checksum mismatch for {migration.name}: applied {done[0]}, "
+                    f"file now {migration.checksum}"
+                )
+            return None
         for statement in _statements(migration):
             try:
                 conn.execute(statement.encode("utf-8"))

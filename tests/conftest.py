@@ -14,30 +14,36 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from beta_invites_cli import migrations
 from beta_invites_cli.cli import cli
+from tests import scratch
 
 TEMPLATE = "invites_test_template"
 _counter = itertools.count()
+_scratch: Path | None = None
 
-# Settings that would leak from a developer's shell into the tests.
-HERMETIC = (
-    "DATABASE_URL",
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGDATABASE",
-    "PGUSER",
-    "PGPASSWORD",
-    "PGSERVICE",
-    "SMTP_URL",
-    "INVITES_HOME",
-    "INVITES_FROM",
-    "INVITES_REPLY_TO",
-    "INVITES_OUTBOX",
-    "INVITES_SIGNUP_URL",
-    "INVITES_SENT_BY",
-    "INVITES_SEGMENTS",
-    "NO_COLOR",
-)
+# Settings that would leak from a developer's shell into the tests (with every PG* variable
+# libpq reads, removed by prefix).
+HERMETIC_PREFIXES = ("PG", "INVITES_", "SMTP_", "DATABASE_URL")
+HERMETIC = ("NO_COLOR", "COLUMNS")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Everything the session writes goes into one scratch directory, removed at the end."""
+    global _scratch
+    _scratch = scratch.create()
+    scratch.terminate_gracefully()
+    if config.option.basetemp is None:
+        config.option.basetemp = str(_scratch / "pytest")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _scratch is not None:
+        scratch.remove(_scratch)
+
+
+@pytest.fixture(scope="session")
+def scratch_dir() -> Path:
+    assert _scratch is not None
+    return _scratch
 
 
 def url_for(admin_url: str, dbname: str) -> str:
@@ -47,7 +53,7 @@ def url_for(admin_url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin_url() -> Iterator[str]:
+def admin_url(scratch_dir: Path) -> Iterator[str]:
     """A superuser connection to the session's server (INVITES_TEST_DATABASE_URL, or our own)."""
     external = os.environ.get("INVITES_TEST_DATABASE_URL")
     if external:
@@ -55,11 +61,32 @@ def admin_url() -> Iterator[str]:
         return
     from tests.pgharness import start_server
 
-    server = start_server()
+    server = start_server(scratch_dir)
     try:
         yield server.url()  # not dsn(): its "database" key is not a libpq keyword
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(admin_url: str, scratch_dir: Path) -> Iterator[Any]:
+    """PgBouncer in transaction mode in front of the test server."""
+    from tests.pgharness import start_pgbouncer
+
+    server = conninfo_to_dict(admin_url)
+    bouncer = start_pgbouncer(
+        scratch_dir, str(server.get("host") or "127.0.0.1"), int(server.get("port") or 5432)
+    )
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+
+
+@pytest.fixture
+def pooled_db_url(db_url: str, pgbouncer: Any) -> str:
+    """The test's database, reached through PgBouncer in transaction mode."""
+    return str(pgbouncer.url(conninfo_to_dict(db_url)["dbname"]))
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +132,12 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 @pytest.fixture(autouse=True)
 def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in HERMETIC:
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith(HERMETIC_PREFIXES) or name in HERMETIC:
+            monkeypatch.delenv(name, raising=False)
+    # The tool's state (the embedded database, the list of outboxes) stays in the test's own
+    # directory, never in the machine's.
+    monkeypatch.setenv("INVITES_HOME", str(tmp_path / "invites-home"))
     # No stray ./.env of the developer's is read: every test starts in its own directory.
     monkeypatch.chdir(tmp_path)
 

@@ -16,9 +16,10 @@ from beta_invites_cli.embedded import EmbeddedCluster
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    # Under /tmp with open traversal: as root the server runs as another account.
-    base = Path(tempfile.mkdtemp(prefix="invites-embedded-"))
+def home(scratch_dir: Path) -> Iterator[Path]:
+    # In the session's scratch directory, with open traversal: as root the server runs as
+    # another account.
+    base = Path(tempfile.mkdtemp(prefix="embedded-", dir=scratch_dir))
     base.chmod(0o755)
     home = base / "home"
     try:
