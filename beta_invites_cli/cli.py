@@ -564,20 +564,19 @@ def send(
             waiting_uncertain = 0 if retry_uncertain else delivery.count_uncertain(reader, cohort)
         finally:
             transport.close()
-    report_delivery(outcome, len(result.skipped), channel.outbox)
-    finish_delivery(outcome, waiting_uncertain, cohort)
-
-
-def finish_delivery(outcome: Any, waiting_uncertain: int, cohort: str | None) -> None:
-    """Say what needs a decision, then exit: 1 when this run failed or left messages uncertain,
-    130 when interrupted."""
     earlier = waiting_uncertain - len(outcome.uncertain)
-    if earlier > 0 and cohort is not None:
+    if earlier > 0:
         warn(
             f"warning: {earlier} invite(s) of {cohort} have an uncertain delivery from an earlier "
             "run and were not sent again: `invites list --status uncertain` shows them, "
             "--retry-uncertain sends them again (they may arrive twice)"
         )
+    report_delivery(outcome, len(result.skipped), channel.outbox)
+    finish_delivery(outcome)
+
+
+def finish_delivery(outcome: Any) -> None:
+    """Exit 1 when this run failed or left messages uncertain, 130 when interrupted."""
     if outcome.aborted:
         fail(outcome.aborted)
     if outcome.interrupted:
@@ -677,7 +676,7 @@ def resend(
         finally:
             transport.close()
     report_delivery(outcome, 0, channel.outbox)
-    finish_delivery(outcome, 0, None)
+    finish_delivery(outcome)
 
 
 @contextmanager

@@ -279,12 +279,19 @@ class _Smtp(smtplib.SMTP):
 
     def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Any:
         try:
-            return super().connect(host, port, source_address)
+            code, message = super().connect(host, port, source_address)
         finally:
             greeting = getattr(self, "_greeting", None)
             if greeting is not None:
                 greeting.__exit__(None, None, None)
                 self._greeting = None
+        if code != 220:
+            # smtplib leaves this check to the constructor; a cut-off greeting ends up here.
+            self.close()
+            if self.watchdog.fired:
+                raise TimeoutError("no answer in time")
+            raise smtplib.SMTPConnectError(code, message)
+        return code, message
 
 
 class _SmtpSsl(smtplib.SMTP_SSL, _Smtp):
@@ -313,7 +320,8 @@ class SmtpTransport:
         self._watchdog: Watchdog | None = None
 
     def _fail(self, what: str, exc: BaseException) -> InvitesError:
-        reason = "no answer in time" if self._watchdog and self._watchdog.fired else str(exc)
+        timed_out = isinstance(exc, TimeoutError) or bool(self._watchdog and self._watchdog.fired)
+        reason = "no answer in time" if timed_out else str(exc)
         reason = urls.scrub(reason, self.config.password)
         return InvitesError(f"cannot connect to the mail server {self.description}: {reason}")
 

@@ -20,12 +20,17 @@ class Behaviour:
     defer_once: dict[str, str] = field(default_factory=dict)  # address -> "451 ..." the first time
     drop_after: int | None = None  # hang up once, at the next MAIL after this many messages
     delay: float = 0.0  # seconds spent on each message
+    # After the whole message has arrived: never answer (for this long), or hang up.
+    silent_after_data: dict[str, float] = field(default_factory=dict)  # address -> seconds
+    drop_after_data: set[str] = field(default_factory=set)
 
 
 class Recorder:
     def __init__(self, behaviour: Behaviour) -> None:
         self.behaviour = behaviour
         self.messages: list[Message] = []
+        self.raw: list[bytes] = []  # each message as it came over the wire
+        self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs)
         self.rcpt_attempts: Counter[str] = Counter()
         self.connections = 0
         self._lock = threading.Lock()
@@ -68,10 +73,17 @@ class Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.behaviour.delay:
             await asyncio.sleep(self.behaviour.delay)
+        raw = envelope.original_content or envelope.content
         with self._lock:
-            self.messages.append(
-                email.message_from_bytes(envelope.original_content or envelope.content)
-            )
+            self.raw.append(raw)
+            self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.messages.append(email.message_from_bytes(raw))
+        (recipient,) = envelope.rcpt_tos
+        if recipient in self.behaviour.drop_after_data:
+            server.transport.close()  # the message arrived; the answer never will
+        silence = self.behaviour.silent_after_data.get(recipient)
+        if silence:
+            await asyncio.sleep(silence)
         return "250 Message accepted"
 
     def by_recipient(self) -> dict[str, list[Message]]:
@@ -88,10 +100,12 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, behaviour: Behaviour | None = None) -> None:
+    def __init__(self, behaviour: Behaviour | None = None, *, smtputf8: bool = False) -> None:
         self.recorder = Recorder(behaviour or Behaviour())
         self.port = free_port()
-        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            self.recorder, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+        )
 
     @property
     def url(self) -> str:
@@ -103,3 +117,45 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+class TricklingServer:
+    """A server that sends its greeting one byte at a time, slowly, forever."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.port = free_port()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)
+        clients = []
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+                clients.append(client)
+            except OSError:
+                pass
+            for client in list(clients):
+                try:
+                    client.send(b"2")
+                except OSError:
+                    clients.remove(client)
+            self._stop.wait(self.interval)
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> TricklingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._listener.close()
