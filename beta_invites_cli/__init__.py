@@ -1,25 +1,29 @@
 """beta-invites: single-use invite codes for a soft-launch beta, kept in PostgreSQL.
 
 The host application imports `redeem` and `check` from here to redeem codes inside its own
-transaction; everything else is the `invites` command line.
+transaction; everything else is the `invites` command line. The names below are loaded on
+first use, so that starting the command line imports nothing it does not need.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from beta_invites_cli.errors import InvitesError
-from beta_invites_cli.lifecycle import (
-    AlreadyRedeemed,
-    InvalidCode,
-    Invite,
-    InviteError,
-    InviteExpired,
-    InviteRevoked,
-    UnknownCode,
-    check,
-    redeem,
-)
+if TYPE_CHECKING:
+    from beta_invites_cli.errors import InvitesError
+    from beta_invites_cli.lifecycle import (
+        AlreadyRedeemed,
+        InvalidCode,
+        Invite,
+        InviteError,
+        InviteExpired,
+        InviteRevoked,
+        UnknownCode,
+        check,
+        redeem,
+    )
 
 __all__ = [
     "AlreadyRedeemed",
@@ -34,3 +38,15 @@ __all__ = [
     "check",
     "redeem",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InvitesError":
+        from beta_invites_cli.errors import InvitesError
+
+        return InvitesError
+    if name in __all__:
+        from beta_invites_cli import lifecycle
+
+        return getattr(lifecycle, name)
+    raise AttributeError(f"module 'beta_invites_cli' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from beta_invites_cli.cli import main
+from beta_invites_cli.console import main
 
 main()

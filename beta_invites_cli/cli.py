@@ -222,7 +222,7 @@ def migrate(
     from beta_invites_cli import migrations
 
     if exit_code and not show_status:
-        fail("--exit-code goes with --status")
+        raise click.UsageError("--exit-code goes with --status")
     with app.connect(autocommit=True) as conn:
         if show_status:
             states = migrations.states(conn)
@@ -1213,12 +1213,22 @@ def main() -> None:
     if bad is not None:
         click.echo(f"Error: {bad}", err=True)
         sys.exit(ExitCode.USAGE)
+    # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1; ours is 130.
     try:
-        cli(prog_name="invites")
+        status = cli.main(prog_name="invites", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
+        click.echo("Aborted!", err=True)
+        sys.exit(ExitCode.ERROR)
     except KeyboardInterrupt:
-        # Ctrl-C outside the places that stop cleanly (starting up, connecting, a query).
         click.echo("\ninterrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
+    sys.exit(status if isinstance(status, int) else ExitCode.OK)
 
 
 def undecodable_argument(arguments: list[str]) -> str | None:

@@ -350,3 +350,214 @@ def test_concurrent_issuers_never_give_anyone_two_codes(db_url: str) -> None:
             "SELECT count(*), count(DISTINCT lower(email)) FROM beta_invites"
         ).fetchone()
     assert counts == (300, 300)
+
+
+# -- files as spreadsheets and people write them ----------------------------------------------------
+
+
+def test_a_stray_quote_stops_everything_naming_its_line(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    lines = [f"Person {i},person{i}@example.com" for i in range(1000)]
+    lines[10] = '"Person 10,person10@example.com'  # the quote is never closed
+    (tmp_path / "people.csv").write_text("name,email\n" + "\n".join(lines) + "\n")
+    result = invites("generate", "--cohort", "press-x", "--recipients", "people.csv")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: people.csv: line 12: malformed CSV: "
+        "a quote opened here is never closed (a stray quote?)\n"
+    )
+    # ... and a quote closed many lines later swallows those lines: also an error.
+    lines[20] = 'Person 20,"person20@example.com'
+    lines[30] = 'x",person30@example.com'
+    lines[10] = "Person 10,person10@example.com"
+    (tmp_path / "people.csv").write_text("name,email\n" + "\n".join(lines) + "\n")
+    swallowed = invites("generate", "--cohort", "press-x", "--recipients", "people.csv")
+    assert swallowed.exit_code == 1
+    assert swallowed.stderr == (
+        "Error: people.csv: line 22: a quoted field runs on to line 32; a stray quote? "
+        "(a record must fit on one line)\n"
+    )
+    assert rows(conn) == []
+
+
+def test_a_huge_line_is_one_clear_error(invites: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "big.csv").write_bytes(b"email\n" + b"x" * 5_000_000 + b"@example.com\n")
+    result = invites("generate", "--cohort", "press-x", "--recipients", "big.csv")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: big.csv: line 2 is longer than 65,536 characters: not a list of email addresses\n"
+    )
+    (tmp_path / "quoted.csv").write_bytes(b'email\n"' + b"x\n" * 100_000)
+    quoted = invites("generate", "--cohort", "press-x", "--recipients", "quoted.csv")
+    assert quoted.exit_code == 1
+    assert quoted.stderr == (
+        "Error: quoted.csv: line 2: malformed CSV: a quote opened here is never closed (a stray quote?)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("\ufeffemail\nada@example.com\n", ["ada@example.com"]),
+        (
+            "\ufeffada@example.com\r\ngrace@example.com\r\n",
+            ["ada@example.com", "grace@example.com"],
+        ),
+        ("Name;E-mail\nAda;ada@example.com\n", ["ada@example.com"]),
+        ("First name,Last name,Email Address\nAda,L,ada@example.com\n", ["ada@example.com"]),
+        ("E-Mail-Adresse\tName\nada@example.com\tAda\n", ["ada@example.com"]),
+        ('"Name","EMAIL"\n"Ada ""the"" first","ada@example.com"\n', ["ada@example.com"]),
+    ],
+)
+def test_spreadsheet_exports(
+    invites: Invoke,
+    conn: psycopg.Connection[Any],
+    tmp_path: Path,
+    content: str,
+    expected: list[str],
+) -> None:
+    (tmp_path / "export.csv").write_text(content, encoding="utf-8")
+    result = invites(
+        "generate", "--cohort", "press-x", "--recipients", "export.csv", "--format", "csv"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert sorted(r[0] for r in rows(conn)) == expected
+
+
+def test_an_address_without_a_dot_in_its_domain_is_refused(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    result = invites("generate", "--cohort", "press-x", "--email", "ada@example")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: --email: 'ada@example': ")
+    assert rows(conn) == []
+
+
+def test_addresses_compare_alike_whatever_the_collation(admin_url: str, invites: Invoke) -> None:
+    """In a database created with the C collation lower() folds only ASCII; our key does not."""
+    from tests.conftest import url_for
+
+    name = f"invites_c_{id(invites)}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING UTF8 LC_COLLATE "C" LC_CTYPE "C"'
+        )
+    try:
+        url = url_for(admin_url, name)
+        run = Invoke(url)
+        assert run("migrate", "--create-users-table").exit_code == 0
+        first = run(
+            "generate", "--cohort", "press-x", "--email", "ÅSA@example.com", "--format", "csv"
+        )
+        assert first.exit_code == 0, first.stderr
+        second = run(
+            "generate", "--cohort", "press-y", "--email", "åsa@example.com", "--format", "csv"
+        )
+        assert second.exit_code == 0
+        assert "skipped: åsa@example.com: already holds a live invite" in second.stderr
+        listed = run("list", "--email", "åsa@EXAMPLE.com", "--format", "csv")
+        assert listed.stdout.count("\n") == 2
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM beta_invites").fetchone() == (1,)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_sql_key_is_the_python_key(conn: psycopg.Connection[Any]) -> None:
+    from beta_invites_cli.emailkey import LOWER, UPPER, key
+
+    samples = [UPPER, "ÅSA@Example.COM", "İstanbul@x.example", "plain@example.com", "ẞ@x.example"]
+    for text in samples:
+        row = conn.execute("SELECT public.invites_email_key(%s)", (text,)).fetchone()
+        assert row == (key(text),)
+    assert key(UPPER) == LOWER
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def test_output_format_follows_the_extension(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    for name in ("codes.csv", "codes.json", "codes.jsonl"):
+        result = invites(
+            "generate", "--cohort", name, "--email", f"{name}@example.com", "--output", name
+        )
+        assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "codes.csv").read_text().startswith("email,code,cohort,expires_at,link\n")
+    assert json.loads((tmp_path / "codes.json").read_text())[0]["email"] == "codes.json@example.com"
+    assert (
+        json.loads((tmp_path / "codes.jsonl").read_text().splitlines()[0])["cohort"]
+        == "codes.jsonl"
+    )
+    forced = invites(
+        "generate",
+        "--cohort",
+        "t",
+        "--email",
+        "t@example.com",
+        "--output",
+        "t.csv",
+        "--format",
+        "json",
+    )
+    assert forced.exit_code == 0
+    assert json.loads((tmp_path / "t.csv").read_text())[0]["email"] == "t@example.com"
+
+
+def test_an_unwritable_output_issues_nothing(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    missing = invites(
+        "generate",
+        "--cohort",
+        "press-x",
+        "--email",
+        "a@example.com",
+        "--output",
+        "no/such/dir/codes.csv",
+    )
+    assert missing.exit_code == 1
+    assert missing.stderr == (
+        "Error: --output no/such/dir/codes.csv: cannot write there (No such file or directory)\n"
+    )
+    (tmp_path / "adir").mkdir()
+    directory = invites(
+        "generate", "--cohort", "press-x", "--email", "a@example.com", "--output", "adir"
+    )
+    assert directory.exit_code in (1, 2)
+    assert rows(conn) == []
+    # Nothing half-written is left behind either.
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_thousands_of_rows_are_never_drawn_as_a_table(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    (tmp_path / "many.txt").write_text("".join(f"p{i}@example.com\n" for i in range(1500)))
+    result = invites("generate", "--cohort", "press-x", "--recipients", "many.txt")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "1500 invites are too many to draw as a table: add --output codes.csv, "
+        "or run `invites list --cohort press-x --format csv`"
+    )
+    assert rows(conn, "SELECT count(*) FROM beta_invites") == [(1500,)]
+
+
+def test_csv_cells_never_start_a_formula(invites: Invoke, conn: psycopg.Connection[Any]) -> None:
+    result = invites(
+        "generate", "--cohort", "=HYPERLINK(1)", "--email", "-x@example.com", "--format", "csv"
+    )
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stdout.splitlines()[1:]
+    assert line.startswith("'-x@example.com,") and ",'=HYPERLINK(1)," in line
+    listed = invites("list", "--format", "csv").stdout.splitlines()[1]
+    assert ",'-x@example.com,'=HYPERLINK(1)," in listed
+    report = invites("report", "--format", "csv").stdout.splitlines()[1]
+    assert report.startswith("'=HYPERLINK(1),")
+    # The database keeps the values exactly; JSON shows them as they are.
+    assert rows(conn) == [("-x@example.com", "=HYPERLINK(1)")]
+    assert json.loads(invites("list", "--format", "json").stdout)[0]["cohort"] == "=HYPERLINK(1)"

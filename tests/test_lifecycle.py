@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -379,3 +380,176 @@ def test_a_sweep_after_a_sweep_reads_nothing(conn: psycopg.Connection[Any]) -> N
     assert top["Actual Rows"] == 0
     # The finished rows are not in the index the sweep reads: a handful of pages at most.
     assert top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0) < 10
+
+
+# -- writes re-check everything that makes them legal ---------------------------------------------
+
+
+def test_extend_never_revives_an_invite_the_sweep_anonymised(db_url: str) -> None:
+    """extend's transaction began before the invite expired; the sweep anonymised it since."""
+    from beta_invites_cli import lifecycle
+
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO beta_invites (code, email, cohort, expires_at)"
+            " VALUES ('RACEAAAAAAAAAAAA', 'race@example.com', 'press-r', now() + interval '1 second')"
+        )
+    with psycopg.connect(db_url) as operator:
+        operator.execute("SELECT now()")  # the transaction, and its now(), begin here
+        time.sleep(1.5)
+        with psycopg.connect(db_url, autocommit=True) as cron:
+            assert sweep(cron).anonymized == 1
+        changes = lifecycle.extend(operator, by=timedelta(days=7), cohort="press-r")
+        operator.commit()
+    assert changes == []
+    with psycopg.connect(db_url) as check:
+        row = check.execute(
+            "SELECT anonymized_at IS NOT NULL, expires_at > now() FROM beta_invites"
+        ).fetchone()
+    assert row == (True, False)
+
+
+def test_redeem_in_a_transaction_older_than_the_sweep_is_refused(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as setup:
+        setup.execute(
+            "INSERT INTO beta_invites (code, email, cohort, expires_at)"
+            " VALUES ('RACEBBBBBBBBBBBB', 'race@example.com', 'press-r', now() + interval '1 second')"
+        )
+    with psycopg.connect(db_url) as host:
+        host.execute("SELECT now()")
+        time.sleep(1.5)
+        with psycopg.connect(db_url, autocommit=True) as cron:
+            assert sweep(cron).anonymized == 1
+        with pytest.raises(api.InviteExpired):
+            api.redeem(host, "RACEBBBBBBBBBBBB")
+
+
+def test_extend_racing_expire_many_times(db_url: str, conn: psycopg.Connection[Any]) -> None:
+    """The trial that found the bug: extend and the sweep at once on invites expiring now."""
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, expires_at)
+        SELECT translate(upper(substr(md5(i::text), 1, 16)), '01', 'XY'), 'p' || i || '@example.com',
+               'press-race', clock_timestamp() + (i % 20) * interval '50 milliseconds'
+          FROM generate_series(1, 2000) AS i
+        """
+    )
+    from beta_invites_cli import lifecycle
+
+    stop = time.monotonic() + 1.5
+    errors: list[BaseException] = []
+
+    def extender() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                while time.monotonic() < stop:
+                    lifecycle.extend(c, by=timedelta(milliseconds=200), cohort="press-race")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def sweeper() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                while time.monotonic() < stop:
+                    sweep(c, batch_size=100)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=extender), threading.Thread(target=sweeper)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    undead = conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE anonymized_at IS NOT NULL AND expires_at > now()"
+    ).fetchone()
+    assert undead == (0,)
+
+
+def test_revoked_stays_revoked(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    assert invites("revoke", mixed["pending"], "--reason", "wrong person").exit_code == 0
+    revived = invites("extend", mixed["pending"], "--by", "7d", "--include-expired")
+    assert revived.exit_code == 1
+    assert revived.stderr.splitlines()[0].startswith(f"Error: {mixed['pending']} was revoked at ")
+    assert revived.stderr.splitlines()[0].endswith(": cannot extend it")
+    cohort = invites("extend", "--cohort", "press-a", "--by", "7d", "--include-expired")
+    assert cohort.exit_code == 0
+    assert mixed["pending"] not in cohort.stdout
+    redeemed = invites("redeem", mixed["pending"], "--format", "json")
+    assert json.loads(redeemed.stdout)["status"] == "revoked"
+    with pytest.raises(api.InviteRevoked):
+        api.redeem(conn, mixed["pending"])
+    listed = invites("list", "--status", "revoked", "--format", "csv")
+    assert [line.split(",")[0] for line in listed.stdout.splitlines()[1:]] == [mixed["pending"]]
+    shown = json.loads(invites("show", mixed["pending"], "--format", "json").stdout)[0]
+    assert (shown["status"], shown["revoked_reason"]) == ("revoked", "wrong person")
+    assert invites("list", "--status", "unsent", "--format", "csv").stdout.count("\n") == 1
+    report = json.loads(invites("report", "--format", "json").stdout)
+    (press_a,) = [r for r in report if r["cohort"] == "press-a"]
+    assert press_a["revoked"] == 1
+    assert press_a["issued"] == sum(
+        press_a[k] for k in ("redeemed", "pending", "expired", "revoked")
+    )
+
+
+def test_revoke_a_cohort_pattern(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    preview = invites("revoke", "--cohort", "press-*", "--dry-run", "--format", "csv")
+    assert preview.exit_code == 0
+    assert sorted(line.split(",")[0] for line in preview.stdout.splitlines()[1:]) == sorted(
+        [mixed["pending"], mixed["sent"]]
+    )
+    assert preview.stderr == "would revoke 2 pending invite(s); nothing was changed\n"
+    # Not on a terminal (CliRunner's stdin is not one): --yes is required.
+    refused = invites("revoke", "--cohort", "press-*")
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines()[-1] == (
+        "Error: --yes is required when not running on a terminal"
+    )
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE revoked_at IS NOT NULL"
+    ).fetchone() == (0,)
+    done = invites(
+        "revoke", "--cohort", "press-*", "--yes", "--reason", "embargo", "--format", "csv"
+    )
+    assert done.exit_code == 0, done.stderr
+    assert done.stderr == "revoked 2\n"
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE revoked_reason = 'embargo'"
+    ).fetchone() == (2,)
+    both = invites("revoke", mixed["sent"], "--cohort", "press-*")
+    assert both.exit_code == 2
+
+
+def test_infinite_expiry_set_by_the_host(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    conn.execute(
+        "UPDATE beta_invites SET expires_at = 'infinity' WHERE code = %s", (mixed["pending"],)
+    )
+    listed = invites("list", "--format", "json")
+    assert listed.exit_code == 0, listed.stderr
+    (record,) = [r for r in json.loads(listed.stdout) if r["code"] == mixed["pending"]]
+    assert (record["status"], record["expires_at"]) == ("unsent", "infinity")
+    table = invites("show", mixed["pending"])
+    assert table.exit_code == 0 and "never" in table.stdout
+    extended = invites("extend", mixed["pending"], "--by", "7d", "--format", "json")
+    assert extended.exit_code == 0, extended.stderr
+    assert json.loads(extended.stdout)[0]["expires_at"] == "infinity"
+    sent = invites("send", "--cohort", "press-a", "--outbox", "mail")
+    assert sent.exit_code == 0, sent.stderr
+    assert api.check(conn, mixed["pending"]).status == "sent"
+
+
+def test_a_typed_zero_redeems_the_code_with_the_letter_o(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO beta_invites (code, email, cohort) VALUES ('OOOOAAAAAAAAAAAA', 'o@example.com', 'c')"
+    )
+    result = invites("redeem", "0000-aaaa-aaaa-aaaa")
+    assert (result.exit_code, result.stdout) == (0, "redeemed OOOOAAAAAAAAAAAA (cohort c)\n")

@@ -173,8 +173,30 @@ def test_dry_run_changes_nothing(empty_db_url: str) -> None:
 
 def test_exit_code_needs_status(invites: Invoke) -> None:
     result = invites("migrate", "--exit-code")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == "Error: --exit-code goes with --status"
+
+
+@pytest.mark.parametrize("broken", ["changed", "missing"])
+def test_exit_code_fails_a_deploy_for_a_changed_or_missing_file(db_url: str, broken: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if broken == "changed":
+            conn.execute(
+                "UPDATE public.invites_schema_migrations SET checksum = %s WHERE filename = %s",
+                ("0" * 64, "991_beta_invites_delivery.sql"),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO public.invites_schema_migrations (filename, checksum, duration_ms)"
+                " VALUES ('980_gone.sql', %s, 1)",
+                ("0" * 64,),
+            )
+    result = Invoke(db_url)("migrate", "--status", "--exit-code", "--format", "csv")
     assert result.exit_code == 1
-    assert result.stderr == "Error: --exit-code goes with --status\n"
+    name = "991_beta_invites_delivery.sql" if broken == "changed" else "980_gone.sql"
+    assert result.stderr == (
+        f"Error: {name} was applied but is {broken} on disk: a deploy must not go on with this database\n"
+    )
 
 
 @pytest.mark.parametrize(

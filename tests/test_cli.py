@@ -1,0 +1,239 @@
+"""The command line as a new user meets it: help, exit statuses, quiet runs, tables, bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+import pytest
+
+from beta_invites_cli.cli import cli
+from beta_invites_cli.exits import ExitCode
+from beta_invites_cli.output import Column, write_table
+from tests.conftest import Invoke
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def all_commands() -> list[list[str]]:
+    found: list[list[str]] = []
+
+    def walk(group: click.Group, path: list[str]) -> None:
+        for name, command in group.commands.items():
+            found.append([*path, name])
+            if isinstance(command, click.Group):
+                walk(command, [*path, name])
+
+    walk(cli, [])
+    return found
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=" ".join)
+def test_dash_h_is_help_everywhere(path: list[str]) -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, [*path, "-h"])
+    assert result.exit_code == 0
+    assert result.output.startswith(f"Usage: cli {' '.join(path)} ")
+    assert "Example" in result.output
+
+
+def test_the_exit_code_table_in_the_readme_is_the_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)
+    assert [int(code) for code in rows] == [int(code) for code in ExitCode]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--since", "yesterday"], "Invalid value for '--since'"),
+        (["report", "--by", "month"], "Invalid value for '--by'"),
+        (["show"], "Missing argument 'CODE'"),
+        (["extend", "ABCDEFGHJKMNPQRS"], "Missing option '--by'"),
+        (["extend", "ABCDEFGHJKMNPQRS", "--by", "soon"], "Invalid value for '--by'"),
+        (
+            ["generate", "--cohort", "x", "--email", "a@example.com", "--expires-in", "99999999d"],
+            "longer than 10 years",
+        ),
+        (["send", "--cohort", "x", "--rate", "1e-300"], "Invalid value for '--rate'"),
+        (["list", "--status", "lost"], "Invalid value for '--status'"),
+        (["expire", "--grace", "-1d"], "Invalid value for '--grace'"),
+        (["resend"], "give invite codes or --cohort"),
+        (["generate", "--cohort", "x"], "no recipients"),
+    ],
+)
+def test_usage_errors_exit_2(invites: Invoke, args: list[str], message: str) -> None:
+    result = invites(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.output
+
+
+def test_quiet_keeps_data_and_errors(invites: Invoke) -> None:
+    loud = invites("generate", "--cohort", "c", "--email", "a@example.com", "--format", "csv")
+    assert loud.stderr == "created 1, skipped 0, invalid 0, duplicates 0\n"
+    quiet = invites(
+        "-q", "generate", "--cohort", "c", "--email", "b@example.com", "--format", "csv"
+    )
+    assert quiet.stderr == "" and quiet.stdout.count("\n") == 2
+    failing = invites("--quiet", "show", "ZZZZZZZZZZZZZZZZ")
+    assert failing.exit_code == 1
+    assert failing.stderr == "Error: ZZZZZZZZZZZZZZZZ is not an invite code we issued\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+ROWS = [
+    {
+        "code": "RCVVDH8ABCDEFGHJ",
+        "email": "someone.with.a.long.name@example.com",
+        "cohort": "creator-vinyl-pressing",
+        "rate": 0.123456,
+    }
+]
+COLUMNS = [
+    Column("code", "Code"),
+    Column("email", "Email"),
+    Column("cohort", "Cohort"),
+    Column("rate", "Rate", numeric=True),
+]
+
+
+@pytest.mark.parametrize("width", ["20", "40", "80", "abc", ""])
+def test_a_narrow_terminal_never_cuts_a_value(monkeypatch: pytest.MonkeyPatch, width: str) -> None:
+    monkeypatch.setenv("COLUMNS", width)
+    out = Terminal()
+    write_table(ROWS * 3, COLUMNS, out, title="Invites")
+    text = out.getvalue()
+    for value in (
+        "RCVVDH8ABCDEFGHJ",
+        "someone.with.a.long.name@example.com",
+        "creator-vinyl-pressing",
+        "0.123456",
+    ):
+        assert text.count(value) == 3, text
+    assert "…" not in text
+
+
+def test_piped_tables_are_as_wide_as_their_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "30")
+    out = io.StringIO()
+    write_table(ROWS, COLUMNS, out)
+    assert "someone.with.a.long.name@example.com" in out.getvalue()
+    assert "…" not in out.getvalue()
+
+
+def cli_run(
+    args: list[bytes] | list[str], env: dict[str, str], **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "beta_invites_cli", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        check=False,
+        **kwargs,
+    )
+
+
+def test_bytes_that_are_not_utf8(db_url: str, tmp_path: Path) -> None:
+    result = cli_run(
+        [b"generate", b"--cohort", b"press-\xff", b"--email", b"a@example.com"],
+        {"DATABASE_URL": db_url},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr == b"Error: argument 3 is not valid UTF-8: b'press-\\xff'\n"
+    env = {"DATABASE_URL": db_url, "INVITES_FROM": "caf\udcff@example.com"}
+    bad_env = cli_run(
+        ["list"],
+        {
+            k: v.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+            for k, v in env.items()
+        },
+        cwd=tmp_path,
+    )
+    assert bad_env.returncode == 2
+    assert bad_env.stderr == b"Error: the environment variable INVITES_FROM is not valid UTF-8\n"
+
+
+def test_ctrl_c_while_starting_is_not_a_traceback(db_url: str, tmp_path: Path) -> None:
+    for delay in (0.1, 0.2, 0.35, 0.5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "beta_invites_cli", "report"],
+            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": db_url},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert b"Traceback" not in err, err.decode()
+        assert proc.returncode in (0, 130, -signal.SIGINT), err.decode()
+
+
+def test_database_url_from_a_file_or_stdin(db_url: str, tmp_path: Path) -> None:
+    (tmp_path / "url").write_text(db_url + "\n")
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    from_file = runner.invoke(cli, ["--database-url-file", "url", "report"])
+    assert from_file.exit_code == 0, from_file.output
+    from_stdin = runner.invoke(cli, ["--database-url-file", "-", "report"], input=db_url + "\n")
+    assert from_stdin.exit_code == 0, from_stdin.output
+    from_env = runner.invoke(cli, ["report"], env={"DATABASE_URL_FILE": str(tmp_path / "url")})
+    assert from_env.exit_code == 0, from_env.output
+    missing = runner.invoke(cli, ["--database-url-file", "nope", "report"])
+    assert missing.exit_code == 1
+    assert missing.stderr == "Error: --database-url-file nope: No such file or directory\n"
+
+
+def test_stale_scratch_directories_are_removed(tmp_path: Path) -> None:
+    from tests import scratch
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(os.environ.get("TMPDIR", "/tmp")) / f"{scratch.PREFIX}{dead.pid}-zzz"
+    stale.mkdir()
+    (stale / "file").write_text("x")
+    scratch.sweep_stale()
+    assert not stale.exists()
+
+
+def test_outbox_messages_of_anonymised_invites_are_removed(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    for name in ("old", "new"):
+        result = invites(
+            "send", "--cohort", "c", "--email", f"{name}@example.com", "--outbox", "mail"
+        )
+        assert result.exit_code == 0, result.stderr
+    conn.execute(
+        "UPDATE beta_invites SET expires_at = now() - interval '1 day' WHERE email = 'old@example.com'"
+    )
+    old_code = conn.execute(
+        "SELECT code FROM beta_invites WHERE email = 'old@example.com'"
+    ).fetchone()
+    assert old_code is not None
+    (tmp_path / "mail" / "HALFWRITTENAAAAA.eml.tmp").write_text("To: x@example.com")
+    swept = invites("expire", "--format", "json")
+    assert swept.exit_code == 0, swept.stderr
+    assert '"outbox_messages_removed": 1' in swept.stdout
+    left = sorted(p.name for p in (tmp_path / "mail").iterdir())
+    assert f"{old_code[0]}.eml" not in left and len(left) == 1
+    everything = "".join(p.read_text() for p in (tmp_path / "mail").iterdir())
+    assert "old@example.com" not in everything and "new@example.com" in everything

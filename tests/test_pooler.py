@@ -1,0 +1,118 @@
+"""Every guarantee holds behind PgBouncer in transaction mode, where consecutive transactions of
+one client may run on different server connections: no session advisory lock, no server-side
+prepared statement, nothing that outlives a transaction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+import beta_invites_cli as api
+from tests.smtp import Behaviour, SmtpServer
+from tests.test_migrate import SQL_FILES, tracked
+from tests.test_send import FROM, codes_in_db, people
+
+pytestmark = pytest.mark.usefixtures("pgbouncer")
+
+
+def processes(url: str, env: dict[str, str], *commands: list[str]) -> list[tuple[int, str]]:
+    full = {"PATH": "/usr/bin:/bin", "DATABASE_URL": url, **env}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "beta_invites_cli", *command],
+            env=full,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    return [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+
+
+def test_concurrent_migrates_through_the_pooler(empty_db_url: str, pgbouncer: Any) -> None:
+    pooled = pgbouncer.url(conninfo_to_dict(empty_db_url)["dbname"])
+    outcomes = processes(pooled, {}, *[["migrate", "--create-users-table"]] * 5)
+    assert [code for code, _ in outcomes] == [0] * 5, outcomes
+    assert sum(err.count("applied 9") for _, err in outcomes) == len(SQL_FILES)
+    assert [n for n, _ in tracked(empty_db_url)] == SQL_FILES
+    # No lock is left held by a pooled server connection: another run goes through at once.
+    again = processes(pooled, {}, ["migrate"])
+    assert again == [(0, "Up to date: nothing to apply.\n")]
+
+
+def test_concurrent_senders_through_the_pooler(
+    pooled_db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(200, tmp_path)
+    with SmtpServer(Behaviour(delay=0.001)) as server:
+        env = {"SMTP_URL": server.url, **FROM}
+        outcomes = processes(
+            pooled_db_url,
+            env,
+            *[["send", "--cohort", "press-x", "--recipients", str(tmp_path / "people.csv")]] * 4,
+        )
+        assert [code for code, _ in outcomes] == [0] * 4, outcomes
+        received = server.recorder.by_recipient()
+        codes = codes_in_db(conn)
+        assert len(codes) == 200 and set(received) == set(codes)
+        assert all(len(messages) == 1 for messages in received.values())
+
+
+def test_concurrent_sweeps_through_the_pooler(
+    pooled_db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, expires_at)
+        SELECT translate(upper(substr(md5(i::text), 1, 16)), '01', 'XY'), 'p' || i || '@example.com',
+               'bulk', now() - interval '1 hour'
+          FROM generate_series(1, 3000) AS i
+        """
+    )
+    outcomes = processes(pooled_db_url, {}, *[["expire", "--batch-size", "200", "-v"]] * 3)
+    assert [code for code, _ in outcomes] == [0] * 3, outcomes
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE anonymized_at IS NULL"
+    ).fetchone() == (0,)
+    # No lock stays held by a pooled server connection: the next sweep runs, not steps aside.
+    assert processes(pooled_db_url, {}, ["expire", "-v"]) == [(0, "")]
+
+
+def test_concurrent_redemptions_through_the_pooler(
+    pooled_db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        "INSERT INTO beta_invites (code, email, cohort) VALUES ('PQQPAAAAAAAAAAAA', 'p@example.com', 'c')"
+    )
+    outcomes: list[str] = []
+    barrier = threading.Barrier(20)
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        with psycopg.connect(pooled_db_url, prepare_threshold=None) as c:
+            barrier.wait()
+            try:
+                api.redeem(c, "PQQPAAAAAAAAAAAA")
+                c.commit()
+                result = "redeemed"
+            except api.InviteError as exc:
+                result = exc.status
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=attempt) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["already_redeemed"] * 19 + ["redeemed"]
+    redeemed = processes(pooled_db_url, {}, ["redeem", "PQQPAAAAAAAAAAAA"])
+    assert redeemed[0][0] == 1
