@@ -64,7 +64,8 @@ def clone(ctx: Context, name: str) -> str:
 
 ANONYMISE_IN_ONE_UPDATE = (
     "UPDATE public.beta_invites"
-    " SET email = 'anonymized+' || replace(gen_random_uuid()::text, '-', '') || '@invalid', anonymized_at = now()"
+    " SET email = 'anonymized+' || replace(gen_random_uuid()::text, '-', '') || '@invalid',"
+    " anonymized_at = now(), delivery_reply = NULL"
     " WHERE used_at IS NULL AND anonymized_at IS NULL AND expires_at <= now()"
 )
 
@@ -110,7 +111,8 @@ def expire(ctx: Context) -> Workload:
 
 REDEEM_SCRIPT = """\\set n random(1, 10000)
 UPDATE public.beta_invites SET used_at = now(), redeemed_by = NULL
- WHERE code = (SELECT code FROM bench_codes WHERE n = :n) AND used_at IS NULL AND expires_at > now()
+ WHERE code = (SELECT code FROM bench_codes WHERE n = :n)
+   AND used_at IS NULL AND revoked_at IS NULL AND anonymized_at IS NULL AND expires_at > now()
 RETURNING id, code, email, cohort, used_at, expires_at;
 """
 
@@ -190,8 +192,11 @@ def redeem_process(ctx: Context) -> Workload:
 
 EQUIVALENT_REPORT = """
 SELECT cohort, count(*) AS issued, count(sent_at) AS sent, count(used_at) AS redeemed,
-       count(*) FILTER (WHERE used_at IS NULL AND expires_at > now()) AS pending,
-       count(*) FILTER (WHERE used_at IS NULL AND expires_at <= now()) AS expired,
+       count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL AND anonymized_at IS NULL
+                          AND expires_at > now()) AS pending,
+       count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL
+                          AND (expires_at <= now() OR anonymized_at IS NOT NULL)) AS expired,
+       count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NOT NULL) AS revoked,
        round(count(used_at)::numeric / count(*), 4) AS redemption_rate,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at))
          FILTER (WHERE used_at IS NOT NULL) / 3600)::numeric, 1) AS median_hours_to_redeem
@@ -214,8 +219,11 @@ def report(ctx: Context) -> Workload:
 
 
 LIST_SQL = (
-    "SELECT code, email, cohort, CASE WHEN used_at IS NOT NULL THEN 'redeemed' WHEN expires_at <= now() THEN 'expired'"
-    " WHEN sent_at IS NULL THEN 'unsent' ELSE 'sent' END, created_at, sent_at, used_at, expires_at"
+    "SELECT code, email, cohort, CASE WHEN used_at IS NOT NULL THEN 'redeemed'"
+    " WHEN revoked_at IS NOT NULL THEN 'revoked'"
+    " WHEN expires_at <= now() OR anonymized_at IS NOT NULL THEN 'expired'"
+    " WHEN sent_at IS NOT NULL THEN 'sent' WHEN delivery_outcome = 'uncertain' THEN 'uncertain'"
+    " ELSE 'unsent' END, created_at, sent_at, used_at, expires_at"
     " FROM public.beta_invites ORDER BY created_at DESC, id DESC"
 )
 
