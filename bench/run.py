@@ -26,10 +26,16 @@ NEEDS = ("testing.postgresql", "aiosmtpd")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--size", type=int, default=100_000, help="recipients for generate (send uses at most 5,000)"
+        "--size",
+        type=int,
+        default=100_000,
+        help="recipients for generate (send uses at most 5,000)",
     )
     parser.add_argument(
-        "--big", type=int, default=1_000_000, help="invites in the table for expire, redeem, report, list"
+        "--big",
+        type=int,
+        default=1_000_000,
+        help="invites in the table for expire, redeem, report, list",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", nargs="*", choices=sorted(ALL), help="run only these workloads")
@@ -46,7 +52,8 @@ def main() -> None:
     missing = [name for name in NEEDS if importlib.util.find_spec(name.split(".")[0]) is None]
     if missing:
         parser.exit(
-            1, f"bench needs the development extra ({', '.join(missing)}): pip install -e '.[dev]'\n"
+            1,
+            f"bench needs the development extra ({', '.join(missing)}): pip install -e '.[dev]'\n",
         )
 
     from tests import scratch
