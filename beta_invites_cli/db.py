@@ -34,9 +34,8 @@ def connect(target: Target, *, autocommit: bool = False) -> psycopg.Connection[A
             f"cannot connect to the database at {scrub(target.host, secret)}: {cause}"
         ) from None
     except psycopg.ProgrammingError as exc:
-        # A malformed URL or an unknown connection parameter. libpq quotes the offending
-        # token, which may be part of a password: every quoted token is left out.
-        reason = re.sub(r'"[^"]*"', "…", first_line(str(exc)))
+        # A malformed URL or an unknown connection parameter.
+        reason = first_line(str(exc))
         raise DatabaseUnavailable(
             f"invalid database URL {urls.mask(target.conninfo)}: {scrub(reason, secret)}"
         ) from None

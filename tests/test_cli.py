@@ -129,8 +129,11 @@ def test_a_narrow_terminal_never_cuts_a_value(monkeypatch: pytest.MonkeyPatch, w
     assert "…" not in text
 
 
-def test_piped_tables_are_as_wide_as_their_content(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "30")
+@pytest.mark.parametrize("width", ["30", "abc", "-5"])
+def test_piped_tables_are_as_wide_as_their_content(
+    monkeypatch: pytest.MonkeyPatch, width: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", width)
     out = io.StringIO()
     write_table(ROWS, COLUMNS, out)
     assert "someone.with.a.long.name@example.com" in out.getvalue()
@@ -184,6 +187,26 @@ def test_ctrl_c_while_starting_is_not_a_traceback(db_url: str, tmp_path: Path) -
         _, err = proc.communicate(timeout=30)
         assert b"Traceback" not in err, err.decode()
         assert proc.returncode in (0, 130, -signal.SIGINT), err.decode()
+
+
+def test_ctrl_c_during_the_imports(tmp_path: Path) -> None:
+    """Deterministically: Ctrl-C arrives while the command line is still being imported."""
+    script = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def interrupted(name, *args, **kwargs):\n"
+        "    if name == 'click':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = interrupted\n"
+        "sys.argv = ['invites', 'report']\n"
+        "from beta_invites_cli.console import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert (proc.returncode, proc.stderr) == (130, "\ninterrupted\n")
 
 
 def test_database_url_from_a_file_or_stdin(db_url: str, tmp_path: Path) -> None:

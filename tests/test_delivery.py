@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Invoke
 from tests.smtp import Behaviour, SmtpServer, TricklingServer
-from tests.test_send import FROM, body, cli_process, people, smtp_env
+from tests.test_send import FROM, body, cli_process, codes_in_db, people, smtp_env
 
 QUICK = {"INVITES_SMTP_TIMEOUT": "1"}
 
@@ -319,3 +319,46 @@ def test_full_disk_while_writing_the_outbox(
     assert list((tmp_path / "mail").iterdir()) == []  # no half-written .eml.tmp left behind
     row = conn.execute("SELECT count(*) FROM beta_invites WHERE sent_at IS NULL").fetchone()
     assert row == (3,)
+
+
+def test_resend_rechecks_each_invite_while_it_is_in_flight(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """An invite revoked after resend listed it is not mailed."""
+    from beta_invites_cli import delivery, lifecycle
+    from beta_invites_cli.mail import OutboxTransport
+    from beta_invites_cli.template import load
+
+    for name in ("keep", "gone"):
+        assert (
+            invites(
+                "send", "--cohort", "c", "--email", f"{name}@example.com", "--outbox", "first"
+            ).exit_code
+            == 0
+        )
+    listed = lifecycle.resendable(conn, cohort="c")
+    assert len(listed) == 2
+    gone = codes_in_db(conn, "c")["gone@example.com"]
+    assert invites("revoke", gone).exit_code == 0
+    head = delivery.Letterhead("b@example.com", None, None, load(None, signup_url=None))
+    transport = OutboxTransport(tmp_path / "again")
+    transport.connect()
+    outcome = delivery.resend(conn, listed, head, transport)
+    assert outcome.sent == 1
+    assert [email for email, _ in outcome.failed] == ["gone@example.com"]
+    assert [p.name for p in (tmp_path / "again").iterdir()] == [
+        f"{codes_in_db(conn, 'c')['keep@example.com']}.eml"
+    ]
+
+
+def test_the_sweep_removes_the_kept_server_reply(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    behaviour = Behaviour(refuse={"ada@example.com": "550 5.1.1 no such user"})
+    with SmtpServer(behaviour) as server:
+        invites("send", "--cohort", "c", "--email", "ada@example.com", env=smtp_env(server))
+    assert status_of(conn, "ada@example.com")[2] == "550 5.1.1 no such user"
+    conn.execute("UPDATE beta_invites SET expires_at = now() - interval '1 day'")
+    assert invites("expire").exit_code == 0
+    row = conn.execute("SELECT email, delivery_reply FROM beta_invites").fetchone()
+    assert row is not None and row[0].startswith("anonymized+") and row[1] is None

@@ -495,6 +495,27 @@ def test_revoked_stays_revoked(
     )
 
 
+def test_revoked_precedes_a_later_expiry(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    """Whoever moves a revoked invite's expiry forward (the host application, an import), it
+    stays revoked: never redeemed, sent or listed as pending."""
+    assert invites("revoke", mixed["pending"]).exit_code == 0
+    conn.execute(
+        "UPDATE beta_invites SET expires_at = now() + interval '9 days' WHERE code = %s",
+        (mixed["pending"],),
+    )
+    assert api.check(conn, mixed["pending"]).status == "revoked"
+    with pytest.raises(api.InviteRevoked):
+        api.redeem(conn, mixed["pending"])
+    sent = invites("send", "--cohort", "press-a", "--outbox", "mail")
+    assert sent.stderr.splitlines()[0] == "sent 0, failed 0, skipped 0"
+    assert (
+        invites("list", "--status", "pending", "--format", "csv").stdout.count(mixed["pending"])
+        == 0
+    )
+
+
 def test_revoke_a_cohort_pattern(
     invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
 ) -> None:

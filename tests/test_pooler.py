@@ -46,6 +46,8 @@ def test_concurrent_migrates_through_the_pooler(empty_db_url: str, pgbouncer: An
     # No lock is left held by a pooled server connection: another run goes through at once.
     again = processes(pooled, {}, ["migrate"])
     assert again == [(0, "Up to date: nothing to apply.\n")]
+    with psycopg.connect(empty_db_url) as conn:
+        assert advisory_locks(conn) == 0
 
 
 def test_concurrent_senders_through_the_pooler(
@@ -82,8 +84,15 @@ def test_concurrent_sweeps_through_the_pooler(
     assert conn.execute(
         "SELECT count(*) FROM beta_invites WHERE anonymized_at IS NULL"
     ).fetchone() == (0,)
-    # No lock stays held by a pooled server connection: the next sweep runs, not steps aside.
-    assert processes(pooled_db_url, {}, ["expire", "-v"]) == [(0, "")]
+    # No lock stays held by a pooled server connection: the next sweeps run, not step aside.
+    for _ in range(4):
+        assert processes(pooled_db_url, {}, ["expire", "-v"]) == [(0, "")]
+    assert advisory_locks(conn) == 0
+
+
+def advisory_locks(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()
+    return int(row[0]) if row else -1
 
 
 def test_concurrent_redemptions_through_the_pooler(
