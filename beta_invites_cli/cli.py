@@ -614,7 +614,7 @@ def preview_send(
     waiting = delivery.count_unsent(conn, cohort, retry_uncertain=retry_uncertain)
     count = waiting + len(would_issue.created)
     count = min(count, limit) if limit else count
-    first = delivery.first_unsent(conn, cohort)
+    first = delivery.first_unsent(conn, cohort, retry_uncertain=retry_uncertain)
     if first is None and would_issue.created:
         invite = would_issue.created[0]
         # Not issued yet (dry run): preview with a code drawn just for the preview.

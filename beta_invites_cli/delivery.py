@@ -111,8 +111,10 @@ def count_uncertain(conn: psycopg.Connection[Any], cohort: str) -> int:
     return int(row[0]) if row else 0
 
 
-def first_unsent(conn: psycopg.Connection[Any], cohort: str) -> Pending | None:
-    return next(_unsent_pages(conn, cohort, limit=1), None)
+def first_unsent(
+    conn: psycopg.Connection[Any], cohort: str, *, retry_uncertain: bool = False
+) -> Pending | None:
+    return next(_unsent_pages(conn, cohort, limit=1, retry_uncertain=retry_uncertain), None)
 
 
 def _unsent_pages(
