@@ -12,9 +12,9 @@ from bench import big
 from bench.harness import Context, Workload, invites_command, psql_command, run_quiet
 from beta_invites_cli import migrations
 from beta_invites_cli.codes import new_code
-from beta_invites_cli.delivery import Letterhead, Pending, compose
-from beta_invites_cli.issuing import issue
-from beta_invites_cli.recipients import collect
+from beta_invites_cli.delivery.channel import Letterhead
+from beta_invites_cli.delivery.engine import Pending, compose
+from beta_invites_cli.issuing import issue, prepare
 from beta_invites_cli.template import load as load_template
 
 
@@ -122,8 +122,9 @@ def send(ctx: Context) -> Workload:
     server.__enter__()
     sender = "Beta <beta@example.com>"
     with psycopg.connect(url, autocommit=True) as conn:
-        found = collect([], tuple(f"person{i}@example.com" for i in range(count)))
-        issue(conn, found.recipients, cohort="bench")
+        addresses = [("--email", f"person{i}@example.com") for i in range(count)]
+        request = prepare("bench", [], addresses, expires_in=None, sent_by=None, skip_invalid=False)
+        issue(conn, request)
         rows = conn.execute(
             "SELECT id, code, email, cohort, expires_at FROM public.beta_invites ORDER BY created_at"
         ).fetchall()

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from beta_invites_cli.errors import InvitesError
-    from beta_invites_cli.lifecycle import (
+    from beta_invites_cli.host import (
         AlreadyRedeemed,
         InvalidCode,
         Invite,
@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
 
         return InvitesError
     if name in __all__:
-        from beta_invites_cli import lifecycle
+        from beta_invites_cli import host
 
-        return getattr(lifecycle, name)
+        return getattr(host, name)
     raise AttributeError(f"module 'beta_invites_cli' has no attribute {name!r}")

@@ -13,11 +13,11 @@ _PATTERN = re.compile(r"^\s*(\d{1,9})\s*([wdhms])\s*$", re.IGNORECASE)
 MAXIMUM = timedelta(days=3650)
 
 
-def parse_duration(text: str, *, option: str = "duration") -> timedelta:
+def parse_duration(text: str) -> timedelta:
     match = _PATTERN.match(text)
     if match is None:
         raise InvitesError(
-            f"{option}: {excerpt(text, 30)} is not a duration; use a number and a unit, "
+            f"{excerpt(text, 30)} is not a duration; use a number and a unit, "
             "like 14d, 36h, 90m or 2w"
         )
     amount, unit = int(match.group(1)), match.group(2).lower()
@@ -26,5 +26,5 @@ def parse_duration(text: str, *, option: str = "duration") -> timedelta:
     except OverflowError:
         duration = timedelta.max
     if duration > MAXIMUM:
-        raise InvitesError(f"{option}: {text.strip()} is longer than 10 years (3650d)")
+        raise InvitesError(f"{text.strip()} is longer than 10 years (3650d)")
     return duration

@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from beta_invites_cli.database import Target
 from beta_invites_cli.errors import InvitesError
-from beta_invites_cli.target import Target
 
 DATABASE = "invites"
 ROLE = "invites"
@@ -168,7 +168,6 @@ class EmbeddedCluster:
         return Target(
             conninfo=conninfo,
             overrides={},
-            embedded=True,
             label=f"the embedded database in {self.home}",
         )
 

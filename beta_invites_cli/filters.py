@@ -1,12 +1,15 @@
-"""Filters shared by `report` and `list`: cohort patterns and issue-date ranges, as SQL."""
+"""Which invites `report` and `list` look at: cohort patterns, issue dates, status, address."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from beta_invites_cli.errors import InvitesError
+from psycopg import sql
+
+from beta_invites_cli.emailkey import key as email_key
+from beta_invites_cli.status import Status, condition
 
 
 def like_pattern(pattern: str) -> str:
@@ -15,33 +18,38 @@ def like_pattern(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def parse_date(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvitesError(f"{option}: {text!r} is not a date like 2026-11-26") from None
+COHORT_MATCHES = sql.SQL(r"cohort LIKE %(cohort_pattern)s ESCAPE '\'")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Filters:
-    cohort: str | None = None
-    since: date | None = None
-    until: date | None = None
-    extra: list[str] = field(default_factory=list)  # fixed SQL conditions (status)
-    params: dict[str, Any] = field(default_factory=dict)
+    cohort: str | None = None  # a shell pattern
+    since: date | None = None  # issued on or after
+    until: date | None = None  # issued on or before (the whole day)
+    status: Status | None = None
+    email: str | None = None  # compared as every address is (emailkey)
 
-    def where(self) -> str:
-        conditions = list(self.extra)
+    def where(self) -> tuple[sql.Composable, dict[str, Any]]:
+        """The WHERE condition and its parameters."""
+        conditions: list[sql.Composable] = []
+        params: dict[str, Any] = {}
+        if self.status is not None:
+            conditions.append(condition(self.status))
+        if self.email is not None:
+            conditions.append(sql.SQL("public.invites_email_key(email) = %(email_key)s"))
+            params["email_key"] = email_key(self.email.strip())
         if self.cohort is not None:
-            conditions.append(r"cohort LIKE %(cohort_pattern)s ESCAPE '\'")
-            self.params["cohort_pattern"] = like_pattern(self.cohort)
+            conditions.append(COHORT_MATCHES)
+            params["cohort_pattern"] = like_pattern(self.cohort)
         if self.since is not None:
-            conditions.append("created_at >= %(since)s::date")
-            self.params["since"] = self.since
+            conditions.append(sql.SQL("created_at >= %(since)s::date"))
+            params["since"] = self.since
         if self.until is not None:
-            conditions.append("created_at < %(until)s::date + 1")
-            self.params["until"] = self.until
-        return " AND ".join(conditions) if conditions else "TRUE"
+            conditions.append(sql.SQL("created_at < %(until)s::date + 1"))
+            params["until"] = self.until
+        if not conditions:
+            return sql.SQL("TRUE"), params
+        return sql.SQL(" AND ").join(sql.SQL("({})").format(c) for c in conditions), params
 
     def describe(self) -> str:
         parts = []

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from uuid import UUID
 
+from psycopg import sql
+
 from beta_invites_cli.codes import new_codes
-from beta_invites_cli.errors import InvitesError
-from beta_invites_cli.recipients import Recipient, RecipientList
-from beta_invites_cli.status import STATUS_CONDITION
+from beta_invites_cli.errors import InvitesError, ValidationFailed
+from beta_invites_cli.recipients import Recipient, RecipientList, check_cohort, collect
+from beta_invites_cli.status import Status, condition
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,26 +40,63 @@ class IssueResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why)
 
 
-def check_sender(conn: psycopg.Connection[Any], sent_by: UUID | None) -> None:
-    if sent_by is None:
+class UnknownUser(InvitesError):
+    """A user id that public.users does not hold."""
+
+    def __init__(self, user: UUID) -> None:
+        self.user = user
+        super().__init__(f"{user}: no such user in public.users")
+
+
+def check_user(conn: psycopg.Connection[Any], user: UUID | None) -> None:
+    if user is None:
         return
-    row = conn.execute("SELECT 1 FROM public.users WHERE id = %s", (sent_by,)).fetchone()
+    row = conn.execute("SELECT 1 FROM public.users WHERE id = %s", (user,)).fetchone()
     if row is None:
-        raise InvitesError(f"--sent-by {sent_by}: no such user in public.users")
+        raise UnknownUser(user)
+
+
+@dataclass(frozen=True)
+class IssueRequest:
+    """Checked input for issuing: the recipients, and the options that apply to all of them."""
+
+    cohort: str
+    found: RecipientList
+    expires_in: timedelta | None
+    sent_by: UUID | None
+
+
+class InvalidRecipients(ValidationFailed):
+    """Some addresses are not addresses; nothing was issued."""
+
+
+def prepare(
+    cohort: str,
+    sources: list[tuple[str, BinaryIO]],
+    addresses: list[tuple[str, str]],
+    *,
+    expires_in: timedelta | None,
+    sent_by: UUID | None,
+    skip_invalid: bool,
+) -> IssueRequest:
+    """Read and check every recipient before anything is written: one line per problem.
+
+    `sources` are (name, file) pairs; `addresses` (where, address) pairs given one by one."""
+    found = collect(sources, addresses)
+    if found.problems and not skip_invalid:
+        raise InvalidRecipients(found.problems)
+    return IssueRequest(check_cohort(cohort), found, expires_in, sent_by)
 
 
 def issue(
     conn: psycopg.Connection[Any],
-    recipients: list[Recipient],
+    request: IssueRequest,
     *,
-    cohort: str,
-    expires_in: timedelta | None = None,
-    sent_by: UUID | None = None,
     force: bool = False,
     mark_sent: bool = False,
     dry_run: bool = False,
 ) -> IssueResult:
-    """Create invites for `recipients` in one transaction (committed unless dry_run).
+    """Create the invites of a checked request in one transaction (committed unless dry_run).
 
     The rows are COPYed straight into beta_invites, as fast as PostgreSQL loads data. A code
     that collides with an existing one aborts the COPY: it is rolled back to a savepoint and
@@ -65,6 +104,8 @@ def issue(
     """
     import psycopg
 
+    recipients = request.found.recipients
+    cohort, expires_in, sent_by = request.cohort, request.expires_in, request.sent_by
     result = IssueResult()
     if not recipients:
         return result
@@ -109,18 +150,15 @@ def _without_invited(
     conn: psycopg.Connection[Any], recipients: list[Recipient]
 ) -> tuple[list[Recipient], list[tuple[str, str]]]:
     """Drop people who already hold a live or a redeemed invite, saying which."""
-    held = dict(
-        conn.execute(
-            f"""
-            SELECT public.invites_email_key(email), bool_or({STATUS_CONDITION["redeemed"]})
-              FROM public.beta_invites
-             WHERE public.invites_email_key(email) = ANY(%s)
-               AND ({STATUS_CONDITION["redeemed"]} OR {STATUS_CONDITION["pending"]})
-             GROUP BY 1
-            """,
-            ([r.key for r in recipients],),
-        ).fetchall()
-    )
+    query = sql.SQL(
+        """
+        SELECT public.invites_email_key(email), bool_or({redeemed})
+          FROM public.beta_invites
+         WHERE public.invites_email_key(email) = ANY(%s) AND ({redeemed} OR {pending})
+         GROUP BY 1
+        """
+    ).format(redeemed=condition(Status.REDEEMED), pending=condition(Status.PENDING))
+    held = dict(conn.execute(query, ([r.key for r in recipients],)).fetchall())
     if not held:
         return recipients, []
     skipped = [
@@ -153,13 +191,3 @@ def _copy(
         ) as copy:
             for recipient, code in zip(recipients, codes, strict=True):
                 copy.write_row((code, recipient.email, cohort, sent_by, sent_at, expires_at))
-
-
-@dataclass(frozen=True)
-class IssueRequest:
-    """Checked input for issuing: the recipients, and the options that apply to all of them."""
-
-    found: RecipientList
-    cohort: str
-    expires_in: timedelta | None
-    sent_by: UUID | None

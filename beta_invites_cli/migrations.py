@@ -18,11 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from psycopg.rows import class_row
+
 from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.sqlsplit import split_statements
 
 if TYPE_CHECKING:
     import psycopg
+    from typing_extensions import LiteralString
 
 # Arbitrary but fixed: every `invites migrate` against one database takes this lock.
 MIGRATE_LOCK_KEY = 7_140_990_001
@@ -76,14 +79,22 @@ def available(directory: Path | None = None) -> list[Migration]:
     ]
 
 
-def _applied(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, datetime, int]]:
+@dataclass(frozen=True)
+class Applied:
+    filename: str
+    checksum: str
+    applied_at: datetime
+    duration_ms: int
+
+
+def _applied(conn: psycopg.Connection[Any]) -> dict[str, Applied]:
     exists = conn.execute("SELECT to_regclass('public.invites_schema_migrations')").fetchone()
     if exists is None or exists[0] is None:
         return {}
-    rows = conn.execute(
+    rows = conn.cursor(row_factory=class_row(Applied)).execute(
         "SELECT filename, checksum, applied_at, duration_ms FROM public.invites_schema_migrations"
-    ).fetchall()
-    return {str(r[0]): (str(r[1]), r[2], int(r[3])) for r in rows}
+    )
+    return {row.filename: row for row in rows}
 
 
 def states(
@@ -96,12 +107,16 @@ def states(
         if migration.name not in applied:
             result.append(MigrationState(migration.name, "pending", migration.checksum, None, None))
             continue
-        checksum, applied_at, duration = applied.pop(migration.name)
-        status = "applied" if checksum == migration.checksum else "changed"
-        result.append(MigrationState(migration.name, status, checksum, applied_at, duration))
+        done = applied.pop(migration.name)
+        status = "applied" if done.checksum == migration.checksum else "changed"
+        result.append(
+            MigrationState(migration.name, status, done.checksum, done.applied_at, done.duration_ms)
+        )
     # Applied files that no longer exist on disk: reported, never undone.
-    for name, (checksum, applied_at, duration) in sorted(applied.items()):
-        result.append(MigrationState(name, "missing", checksum, applied_at, duration))
+    for name, done in sorted(applied.items()):
+        result.append(
+            MigrationState(name, "missing", done.checksum, done.applied_at, done.duration_ms)
+        )
     return result
 
 
@@ -205,7 +220,8 @@ def _apply(conn: psycopg.Connection[Any], migration: Migration) -> int | None:
             return None
         for statement in _statements(migration):
             try:
-                conn.execute(statement.encode("utf-8"))
+                # A migration's statements are our own SQL text, never built from values.
+                conn.execute(statement)
             except psycopg.Error as exc:
                 first = " ".join(re.sub(r"--[^\n]*", "", statement).split())
                 if len(first) > 120:

@@ -16,7 +16,7 @@ import csv
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -49,8 +49,7 @@ EMAIL_HEADERS = frozenset(
 @dataclass(frozen=True)
 class Recipient:
     email: str  # as stored: the domain lower-cased
-    key: str  # for comparison: all lower-case
-    where: str  # "line 4" or "--email"
+    key: str  # for comparison (emailkey.key)
 
 
 @dataclass
@@ -61,15 +60,16 @@ class RecipientList:
 
 
 def check_cohort(cohort: str) -> str:
+    """A cohort label as the seed allows it: 1-64 characters, no control characters."""
     if not cohort:
-        raise InvitesError("--cohort must not be empty")
+        raise InvitesError("must not be empty")
     if len(cohort) > MAX_COHORT:
-        raise InvitesError(f"--cohort is {len(cohort)} characters long; at most {MAX_COHORT}")
+        raise InvitesError(f"is {len(cohort)} characters long; at most {MAX_COHORT}")
     if cohort != cohort.strip():
-        raise InvitesError(f"--cohort {cohort!r} starts or ends with whitespace")
+        raise InvitesError(f"{cohort!r} starts or ends with whitespace")
     for char in cohort:
         if unicodedata.category(char) == "Cc":
-            raise InvitesError(f"--cohort contains the control character U+{ord(char):04X}")
+            raise InvitesError(f"contains the control character U+{ord(char):04X}")
     return cohort
 
 
@@ -88,7 +88,7 @@ def _plain_address(address: str) -> Recipient | None:
     if "xn--" in domain or _special_use(domain):  # IDNA and special-use names: the full check
         return None
     email = f"{match.group(1)}@{domain}"
-    return Recipient(email=email, key=email_key(email), where="")
+    return Recipient(email=email, key=email_key(email))
 
 
 _SPECIAL_USE: frozenset[str] | None = None
@@ -129,7 +129,7 @@ def normalise_email(address: str) -> Recipient | str:
     email = f"{local}@{domain.lower()}"
     if len(email) > MAX_EMAIL:
         return f"longer than {MAX_EMAIL} characters"
-    return Recipient(email=email, key=email_key(email), where="")
+    return Recipient(email=email, key=email_key(email))
 
 
 def lines_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
@@ -251,8 +251,11 @@ def _next_row(reader: Any, numbers: list[int], source: str) -> list[str] | None:
         raise InvitesError(f"{source}: line {line}: malformed CSV: {reason}") from None
 
 
-def collect(sources: list[tuple[str, BinaryIO]], emails: tuple[str, ...]) -> RecipientList:
-    """Check every address from the files (name, binary stream) and the --email options."""
+def collect(
+    sources: list[tuple[str, BinaryIO]], addresses: Sequence[tuple[str, str]] = ()
+) -> RecipientList:
+    """Check every address from the files (name, binary stream) and the (where, address) pairs
+    given one by one; `where` names them in problems."""
     result = RecipientList()
     seen: dict[str, str] = {}
 
@@ -261,8 +264,7 @@ def collect(sources: list[tuple[str, BinaryIO]], emails: tuple[str, ...]) -> Rec
             label = "" if name == "-" else f"{name} "
             for number, value in rows_of(stream, name):
                 yield f"{label}line {number}", value
-        for value in emails:
-            yield "--email", value
+        yield from addresses
 
     for where, value in entries():
         checked = normalise_email(value)
@@ -275,5 +277,5 @@ def collect(sources: list[tuple[str, BinaryIO]], emails: tuple[str, ...]) -> Rec
             )
             continue
         seen[checked.key] = where
-        result.recipients.append(Recipient(checked.email, checked.key, where))
+        result.recipients.append(checked)
     return result

@@ -1,4 +1,4 @@
-"""The one definition of an invite's status, in SQL.
+"""The one definition of an invite's status, in SQL and in Python.
 
 An invite is, in this order of precedence:
   redeemed   used_at is set;
@@ -9,36 +9,61 @@ An invite is, in this order of precedence:
                uncertain  its message was handed over but the server's answer never came;
                unsent     nobody has been told the code yet.
 
-Every query that selects or changes invites by status uses these conditions, in the same
-statement that writes: an invite the sweep anonymised or an operator revoked can never be made
-live again by a concurrent command.
+Every query that selects or changes invites by status composes these conditions into the
+statement that writes, so an invite the sweep anonymised or an operator revoked can never be
+made live again by a concurrent command: PostgreSQL re-checks them on the newest row version.
 """
 
 from __future__ import annotations
 
-STATUSES = ("redeemed", "revoked", "expired", "pending", "unsent", "uncertain", "sent")
+from enum import Enum
+
+from psycopg import sql
+
+
+class Status(str, Enum):
+    REDEEMED = "redeemed"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    PENDING = "pending"
+    UNSENT = "unsent"
+    UNCERTAIN = "uncertain"
+    SENT = "sent"
+
+
+STATUSES = tuple(status.value for status in Status)
+
+_NOT_REDEEMED = "used_at IS NULL"
+_NOT_REVOKED = "revoked_at IS NULL"
+_ENDED = "(expires_at <= now() OR anonymized_at IS NOT NULL)"
+_LIVE = f"{_NOT_REDEEMED} AND {_NOT_REVOKED} AND anonymized_at IS NULL AND expires_at > now()"
+_UNCERTAIN = "delivery_outcome = 'uncertain'"
 
 # Everything that makes an invite redeemable, extendable, sendable.
-LIVE = "used_at IS NULL AND revoked_at IS NULL AND anonymized_at IS NULL AND expires_at > now()"
+LIVE = sql.SQL(_LIVE)
 
-STATUS_CONDITION = {
-    "redeemed": "used_at IS NOT NULL",
-    "revoked": "used_at IS NULL AND revoked_at IS NOT NULL",
-    "expired": (
-        "used_at IS NULL AND revoked_at IS NULL"
-        " AND (expires_at <= now() OR anonymized_at IS NOT NULL)"
-    ),
-    "pending": LIVE,
-    "unsent": f"{LIVE} AND sent_at IS NULL AND delivery_outcome IS DISTINCT FROM 'uncertain'",
-    "uncertain": f"{LIVE} AND sent_at IS NULL AND delivery_outcome = 'uncertain'",
-    "sent": f"{LIVE} AND sent_at IS NOT NULL",
+CONDITION: dict[Status, sql.SQL] = {
+    Status.REDEEMED: sql.SQL("used_at IS NOT NULL"),
+    Status.REVOKED: sql.SQL(f"{_NOT_REDEEMED} AND revoked_at IS NOT NULL"),
+    Status.EXPIRED: sql.SQL(f"{_NOT_REDEEMED} AND {_NOT_REVOKED} AND {_ENDED}"),
+    Status.PENDING: LIVE,
+    Status.UNSENT: sql.SQL(f"{_LIVE} AND sent_at IS NULL AND NOT coalesce({_UNCERTAIN}, false)"),
+    Status.UNCERTAIN: sql.SQL(f"{_LIVE} AND sent_at IS NULL AND {_UNCERTAIN}"),
+    Status.SENT: sql.SQL(f"{_LIVE} AND sent_at IS NOT NULL"),
 }
 
-STATUS_SQL = """CASE
-    WHEN used_at IS NOT NULL THEN 'redeemed'
-    WHEN revoked_at IS NOT NULL THEN 'revoked'
-    WHEN expires_at <= now() OR anonymized_at IS NOT NULL THEN 'expired'
-    WHEN sent_at IS NOT NULL THEN 'sent'
-    WHEN delivery_outcome = 'uncertain' THEN 'uncertain'
-    ELSE 'unsent'
-  END"""
+# The status of a row as a column expression.
+STATUS = sql.SQL(
+    "CASE"
+    " WHEN used_at IS NOT NULL THEN 'redeemed'"
+    " WHEN revoked_at IS NOT NULL THEN 'revoked'"
+    f" WHEN {_ENDED} THEN 'expired'"
+    " WHEN sent_at IS NOT NULL THEN 'sent'"
+    f" WHEN {_UNCERTAIN} THEN 'uncertain'"
+    " ELSE 'unsent'"
+    " END"
+)
+
+
+def condition(status: Status | str) -> sql.SQL:
+    return CONDITION[Status(status)]

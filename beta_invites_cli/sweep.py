@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from psycopg import sql
+
+from beta_invites_cli.status import Status, condition
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -28,32 +32,40 @@ class SweepResult:
     awaiting_grace: int
 
 
-# Rows are found through the partial index and updated by their physical address (ctid, stable
-# while we hold their locks), which spares one primary-key lookup per row.
+# The invites whose email is anonymised: ended (expired or revoked) and never redeemed, by the
+# one status definition, not anonymised yet, and past the grace period. Their rows are found
+# through the partial index idx_beta_invites_sweep (expires_at WHERE used_at IS NULL AND
+# anonymized_at IS NULL, which both conditions imply) and updated by their physical address
+# (ctid, stable while we hold their locks), which spares one primary-key lookup per row.
+DUE = sql.SQL(
+    "({expired} OR {revoked}) AND anonymized_at IS NULL AND expires_at <= now() - %(grace)s"
+).format(expired=condition(Status.EXPIRED), revoked=condition(Status.REVOKED))
+
 # The replacement is random, so it carries no trace of the address (a hash could be reversed
 # by hashing candidate addresses); it is unique per row and far shorter than 320 characters.
-ANONYMISE_BATCH = """
-UPDATE public.beta_invites
-   SET email = 'anonymized+' || replace(gen_random_uuid()::text, '-', '') || '@invalid',
-       anonymized_at = now(), delivery_reply = NULL
- WHERE ctid = ANY(ARRAY(
-   SELECT ctid FROM public.beta_invites
-    WHERE used_at IS NULL AND anonymized_at IS NULL AND expires_at <= now() - %(grace)s
-    ORDER BY expires_at
-    LIMIT %(batch)s
-      FOR UPDATE SKIP LOCKED))
-"""
+ANONYMISE_BATCH = sql.SQL(
+    """
+    UPDATE public.beta_invites
+       SET email = 'anonymized+' || replace(gen_random_uuid()::text, '-', '') || '@invalid',
+           anonymized_at = now(), delivery_reply = NULL
+     WHERE ctid = ANY(ARRAY(
+       SELECT ctid FROM public.beta_invites
+        WHERE {due}
+        ORDER BY expires_at
+        LIMIT %(batch)s
+          FOR UPDATE SKIP LOCKED))
+    """
+).format(due=DUE)
 
-COUNT_DUE = """
-SELECT count(*) FROM public.beta_invites
- WHERE used_at IS NULL AND anonymized_at IS NULL AND expires_at <= now() - %(grace)s
-"""
+COUNT_DUE = sql.SQL("SELECT count(*) FROM public.beta_invites WHERE {due}").format(due=DUE)
 
-COUNT_AWAITING = """
-SELECT count(*) FROM public.beta_invites
- WHERE used_at IS NULL AND anonymized_at IS NULL
-   AND expires_at <= now() AND expires_at > now() - %(grace)s
-"""
+COUNT_AWAITING = sql.SQL(
+    """
+    SELECT count(*) FROM public.beta_invites
+     WHERE ({expired} OR {revoked}) AND anonymized_at IS NULL
+       AND expires_at <= now() AND expires_at > now() - %(grace)s
+    """
+).format(expired=condition(Status.EXPIRED), revoked=condition(Status.REVOKED))
 
 
 def sweep(

@@ -93,9 +93,9 @@ def load(path: Path | None, *, signup_url: str | None) -> Template:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
-        raise InvitesError(f"--template {path}: {exc.strerror}") from None
+        raise InvitesError(f"{path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise InvitesError(f"--template {path}: not UTF-8 text") from None
+        raise InvitesError(f"{path}: not UTF-8 text") from None
     template = parse(text, str(path))
     if "link" in template.placeholders and not signup_url:
         raise InvitesError(f"{path} uses {{link}} but INVITES_SIGNUP_URL is not set")

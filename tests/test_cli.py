@@ -18,17 +18,21 @@ import pytest
 
 from beta_invites_cli.cli import cli
 from beta_invites_cli.exits import ExitCode
-from beta_invites_cli.output import Column, write_table
+from beta_invites_cli.cli.render import Column, write_table
 from tests.conftest import Invoke
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def all_commands() -> list[list[str]]:
+    """Every command and subcommand, found through the lazy command map."""
     found: list[list[str]] = []
+    context = click.Context(cli)
 
     def walk(group: click.Group, path: list[str]) -> None:
-        for name, command in group.commands.items():
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            assert command is not None, name
             found.append([*path, name])
             if isinstance(command, click.Group):
                 walk(command, [*path, name])

@@ -325,8 +325,9 @@ def test_resend_rechecks_each_invite_while_it_is_in_flight(
     invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     """An invite revoked after resend listed it is not mailed."""
-    from beta_invites_cli import delivery, lifecycle
-    from beta_invites_cli.mail import OutboxTransport
+    from beta_invites_cli.delivery import engine
+    from beta_invites_cli.delivery.channel import Letterhead
+    from beta_invites_cli.delivery.outbox import OutboxTransport
     from beta_invites_cli.template import load
 
     for name in ("keep", "gone"):
@@ -336,14 +337,14 @@ def test_resend_rechecks_each_invite_while_it_is_in_flight(
             ).exit_code
             == 0
         )
-    listed = lifecycle.resendable(conn, cohort="c")
+    listed = engine.resendable(conn, cohort="c")
     assert len(listed) == 2
     gone = codes_in_db(conn, "c")["gone@example.com"]
     assert invites("revoke", gone).exit_code == 0
-    head = delivery.Letterhead("b@example.com", None, None, load(None, signup_url=None))
+    head = Letterhead("b@example.com", None, None, load(None, signup_url=None))
     transport = OutboxTransport(tmp_path / "again")
     transport.connect()
-    outcome = delivery.resend(conn, listed, head, transport)
+    outcome = engine.resend(conn, listed, head, transport)
     assert outcome.sent == 1
     assert [email for email, _ in outcome.failed] == ["gone@example.com"]
     assert [p.name for p in (tmp_path / "again").iterdir()] == [

@@ -10,8 +10,7 @@ import pytest
 
 from beta_invites_cli.codes import ALPHABET, LENGTH, new_code, normalise
 from beta_invites_cli.errors import InvalidCode
-from beta_invites_cli.issuing import issue
-from beta_invites_cli.recipients import collect
+from beta_invites_cli.issuing import issue, prepare
 from tests.conftest import Invoke
 
 
@@ -317,8 +316,15 @@ def test_code_collisions_are_retried(
     monkeypatch.setattr(
         "beta_invites_cli.issuing.new_codes", lambda n: [next(drawn) for _ in range(n)]
     )
-    found = collect([], ("a@example.com", "b@example.com"))
-    result = issue(conn, found.recipients, cohort="press-x")
+    request = prepare(
+        "press-x",
+        [],
+        [("--email", "a@example.com"), ("--email", "b@example.com")],
+        expires_in=None,
+        sent_by=None,
+        skip_invalid=False,
+    )
+    result = issue(conn, request)
     assert sorted((i.email, i.code) for i in result.created) == [
         ("a@example.com", "CCCCCCCCCCCCCCCC"),
         ("b@example.com", "DDDDDDDDDDDDDDDD"),
@@ -327,7 +333,14 @@ def test_code_collisions_are_retried(
 
 def test_concurrent_issuers_never_give_anyone_two_codes(db_url: str) -> None:
     people = [f"person{i}@example.com" for i in range(300)]
-    found = collect([], tuple(people))
+    request = prepare(
+        "press-x",
+        [],
+        [("--email", p) for p in people],
+        expires_in=None,
+        sent_by=None,
+        skip_invalid=False,
+    )
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 
@@ -335,7 +348,7 @@ def test_concurrent_issuers_never_give_anyone_two_codes(db_url: str) -> None:
         try:
             with psycopg.connect(db_url, autocommit=True) as own:
                 barrier.wait()
-                issue(own, found.recipients, cohort="press-x")
+                issue(own, request)
         except BaseException as exc:
             errors.append(exc)
 

@@ -259,7 +259,7 @@ def test_wrong_password_and_missing_database(admin_url: str) -> None:
 
 
 def test_password_is_masked_when_the_database_is_named(db_url: str) -> None:
-    from beta_invites_cli.target import Target
+    from beta_invites_cli.database import Target
 
     target = Target("postgresql://ops:hunter2@db.example.com:6543/app", {})
     assert target.describe() == "postgresql://ops:***@db.example.com:6543/app"

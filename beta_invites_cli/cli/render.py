@@ -1,4 +1,4 @@
-"""Rendering records as a table, CSV or JSON: the one `--format` every listing command shares.
+"""Rendering records as a table, CSV, JSON or JSON lines, for every command that prints records.
 
 Data goes to stdout; messages go to stderr. rich is imported only when a table is drawn.
 """
@@ -15,30 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 from uuid import UUID
 
-import click
-
+from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.timestamps import infinity_name
 
 FORMATS = ("table", "csv", "json", "jsonl")
 EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def format_option(default: str | None = "table") -> Callable[[F], F]:
-    """The shared `--format table|csv|json|jsonl` option (None: decided by the command)."""
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        default=default,
-        show_default=default is not None,
-        help="Output format: a table for people; CSV, JSON or JSON lines for programs"
-        + ("" if default else " (default: from --output's extension, else table)")
-        + ".",
-    )
 
 
 def format_for(output: Path | None, fmt: str | None) -> str:
@@ -63,8 +47,6 @@ class OutputFile:
         if self.path is None:
             return None
         import tempfile
-
-        from beta_invites_cli.errors import InvitesError
 
         if self.path.is_dir():
             raise InvitesError(f"--output {self.path} is a directory")

@@ -1,4 +1,4 @@
-"""Outbox directories: where `send` wrote .eml files instead of emailing, and their cleanup.
+"""Outbox directories: .eml files written instead of emailing, and their cleanup.
 
 Each .eml file holds its recipient's address, so the anonymising sweep must reach them too.
 Every outbox `send` writes to is recorded (as an absolute path) in a small file in the tool's
@@ -14,11 +14,44 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beta_invites_cli.delivery.message import Letter
+from beta_invites_cli.errors import InvitesError
+
 if TYPE_CHECKING:
     import psycopg
 
 REGISTRY = "outboxes"
 BATCH = 1000
+
+
+class OutboxTransport:
+    """Writes each message as an .eml file: nothing is emailed."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.description = f"the outbox {directory}"
+
+    def connect(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvitesError(
+                f"cannot create the outbox {self.directory}: {exc.strerror}"
+            ) from None
+
+    def deliver(self, letter: Letter) -> None:
+        path = self.directory / f"{letter.name}.eml"
+        temporary = path.with_suffix(".eml.tmp")
+        try:
+            temporary.write_bytes(letter.data)
+            temporary.replace(path)  # a reader never sees half a message
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise InvitesError(f"cannot write {path}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        pass
 
 
 def registry_path(environ: Mapping[str, str]) -> Path:

@@ -1,8 +1,4 @@
-"""Delivering messages: one SMTP connection for a batch, or .eml files in an outbox directory.
-
-Messages go on the wire as RFC 5321 wants them: CRLF line endings, no line over 998 bytes
-(long or non-ASCII bodies are quoted-printable), internationalised domains in IDNA form, and
-non-ASCII local parts only over SMTPUTF8 (a server without it fails that one recipient).
+"""Delivering messages over SMTP: one connection for a batch, a deadline on every step.
 
 Every network step has a deadline (RFC 5321 section 4.5.3.2: five minutes for the greeting,
 MAIL and RCPT, ten for the reply to the end of DATA; INVITES_SMTP_TIMEOUT lowers them all),
@@ -16,8 +12,6 @@ unknown: that raises DeliveryUncertain and the message is never sent again on ou
 from __future__ import annotations
 
 import contextlib
-import functools
-import quopri
 import re
 import smtplib
 import socket
@@ -26,16 +20,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from email.header import Header
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from beta_invites_cli import urls
+from beta_invites_cli.delivery.message import Letter
+from beta_invites_cli.delivery.transport import DeliveryFailed, DeliveryUncertain
 from beta_invites_cli.errors import InvitesError
 
 RETRY_DELAYS = (1.0, 2.0, 4.0)
-CRLF = "\r\n"
 
 
 @dataclass(frozen=True)
@@ -91,133 +83,6 @@ def parse_smtp_url(url: str) -> SmtpConfig:
         implicit_tls=implicit_tls,
         username=parsed.user or None,
         password=parsed.password or None,
-    )
-
-
-class DeliveryFailed(Exception):
-    """The server refused this one message for good (a 5xx reply, or 4xx after every retry)."""
-
-
-class DeliveryUncertain(Exception):
-    """The message was handed over but the server's answer never came: it may have arrived."""
-
-
-class Transport(Protocol):
-    description: str
-
-    def connect(self) -> None: ...
-
-    def deliver(self, letter: Letter) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One rendered message: the envelope and the bytes the server receives."""
-
-    sender: str  # envelope address (ASCII: the domain in IDNA form)
-    to: str  # envelope address (the domain in IDNA form; the local part may need SMTPUTF8)
-    data: bytes  # CRLF line endings, no line over 998 bytes
-    name: str  # a file name for the outbox: the invite code
-    smtputf8: bool = False  # the local part is not ASCII
-
-
-def ascii_domain(address: str) -> str:
-    """`ada@bücher.example` -> `ada@xn--bcher-kva.example`; raises ValueError if impossible."""
-    local, at, domain = address.rpartition("@")
-    if not at:
-        raise ValueError(f"{address!r} is not an address")
-    if domain.isascii():
-        return address
-    import idna
-
-    try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except idna.IDNAError as exc:
-        raise ValueError(f"its domain cannot be written in IDNA form ({exc})") from None
-
-
-def check_header_value(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise InvitesError(f"{name} must be one line: it contains a line break")
-    return value
-
-
-def _header(name: str, value: str) -> str:
-    """One header line: as it is when short ASCII, else RFC 2047-encoded and folded."""
-    check_header_value(name, value)
-    line = f"{name}: {value}"
-    if value.isascii() and len(line) <= 78:
-        return line
-    return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
-
-
-@functools.lru_cache(maxsize=64)
-def _address_header(name: str, value: str) -> str:
-    """From and Reply-To: the same for every message of a batch, so rendered once."""
-    check_header_value(name, value)
-    display, address = parseaddr(value)
-    if not address:
-        return _header(name, value)
-    return f"{name}: " + formataddr((display, ascii_domain(address)), charset="utf-8")
-
-
-def _body(text: str) -> tuple[list[str], str]:
-    """Content headers and the body with CRLF line endings, every line under 998 bytes."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text.isascii() and all(len(line) <= 78 for line in text.split("\n")):
-        headers = [
-            'Content-Type: text/plain; charset="us-ascii"',
-            "Content-Transfer-Encoding: 7bit",
-        ]
-        return headers, text.replace("\n", CRLF)
-    headers = [
-        'Content-Type: text/plain; charset="utf-8"',
-        "Content-Transfer-Encoding: quoted-printable",
-    ]
-    encoded = quopri.encodestring(text.encode("utf-8")).decode("ascii")  # soft breaks at 76
-    return headers, encoded.replace("\n", CRLF)
-
-
-@functools.lru_cache(maxsize=64)
-def _envelope_sender(sender: str) -> str:
-    return ascii_domain(parseaddr(sender)[1])
-
-
-def build_letter(
-    *, sender: str, reply_to: str | None, to: str, subject: str, body: str, name: str
-) -> Letter:
-    """Render one plain-text message.
-
-    Written out directly rather than through email.message: for these simple messages the
-    result is the same, and rendering is several times faster, which shows in big batches.
-    Raises ValueError when the recipient's address cannot be put on the wire.
-    """
-    sender_address = _envelope_sender(sender)
-    envelope_to = ascii_domain(to)
-    smtputf8 = not envelope_to.isascii()
-    lines = [
-        _address_header("From", sender),
-        # RFC 6532: with SMTPUTF8 the header carries the UTF-8 address as it is.
-        f"To: {envelope_to}" if smtputf8 else _header("To", envelope_to),
-        *([_address_header("Reply-To", reply_to)] if reply_to else []),
-        _header("Subject", subject),
-        f"Date: {formatdate(localtime=True)}",
-        f"Message-ID: {make_msgid(domain=sender_address.rpartition('@')[2] or 'localhost')}",
-        f"X-Invite-Code: {name}",
-        "MIME-Version: 1.0",
-    ]
-    content, payload = _body(body)
-    data = (CRLF.join(lines + content) + CRLF + CRLF + payload).encode("utf-8")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return Letter(
-        sender=sender_address,
-        to=envelope_to,
-        data=data,
-        name=name,
-        smtputf8=smtputf8,
     )
 
 
@@ -467,36 +332,6 @@ class SmtpTransport:
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
-
-
-class OutboxTransport:
-    """Writes each message as an .eml file: nothing is emailed."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.description = f"the outbox {directory}"
-
-    def connect(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvitesError(
-                f"cannot create the outbox {self.directory}: {exc.strerror}"
-            ) from None
-
-    def deliver(self, letter: Letter) -> None:
-        path = self.directory / f"{letter.name}.eml"
-        temporary = path.with_suffix(".eml.tmp")
-        try:
-            temporary.write_bytes(letter.data)
-            temporary.replace(path)  # a reader never sees half a message
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise InvitesError(f"cannot write {path}: {exc.strerror}") from None
-
-    def close(self) -> None:
-        pass
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -1,4 +1,5 @@
-"""Choosing where messages go and checking the whole setup before anything is sent."""
+"""Where messages go (an SMTP server or an outbox directory) and who they come from: the
+whole setup is checked before anything is issued or sent."""
 
 from __future__ import annotations
 
@@ -6,22 +7,32 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 
-from beta_invites_cli import outbox as outboxes
 from beta_invites_cli import template as templates
-from beta_invites_cli.delivery import Letterhead
+from beta_invites_cli.delivery import outbox as outboxes
+from beta_invites_cli.delivery.message import check_header_value
+from beta_invites_cli.delivery.outbox import OutboxTransport
+from beta_invites_cli.delivery.smtp import Deadlines, SmtpTransport, parse_smtp_url
+from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.errors import InvitesError, excerpt
-from beta_invites_cli.mail import (
-    Deadlines,
-    OutboxTransport,
-    SmtpTransport,
-    Transport,
-    check_header_value,
-    parse_smtp_url,
-)
 from beta_invites_cli.settings import Settings
+from beta_invites_cli.template import Template
 
 DEFAULT_OUTBOX = Path("outbox")
 OUTBOX_SENDER = "beta-invites@localhost"
+
+
+class NoMailServer(InvitesError):
+    """Neither SMTP_URL nor an outbox: the CLI says how to choose one."""
+
+
+@dataclass(frozen=True)
+class Letterhead:
+    """What every message of a run shares: sender, Reply-To, signup link and template."""
+
+    sender: str
+    reply_to: str | None
+    signup_url: str | None
+    template: Template
 
 
 @dataclass(frozen=True)
@@ -57,9 +68,7 @@ def choose_channel(settings: Settings, outbox: Path | None, *, embedded: bool) -
     if embedded:
         outboxes.remember(settings.values, DEFAULT_OUTBOX)
         return Channel(None, DEFAULT_OUTBOX)
-    raise InvitesError(
-        "SMTP_URL is not set: set it to email the invitations, or pass --outbox DIR to write them as .eml files"
-    )
+    raise NoMailServer("SMTP_URL is not set")
 
 
 def smtp_deadlines(settings: Settings) -> Deadlines:

@@ -1,0 +1,180 @@
+"""Options several commands share, and the types that turn a bad value into a usage error
+(exit 2) naming the option."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import click
+
+from beta_invites_cli.cli.render import FORMATS
+from beta_invites_cli.errors import InvitesError, excerpt
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DurationType(click.ParamType[timedelta]):
+    """`14d`, `36h`, at most ten years."""
+
+    name = "duration"
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from beta_invites_cli.durations import parse_duration
+
+        if isinstance(value, timedelta):
+            return value
+        try:
+            duration = parse_duration(value)
+        except InvitesError as exc:
+            self.fail(str(exc), param, ctx)
+        if not self.allow_zero and duration.total_seconds() <= 0:
+            self.fail("must be longer than zero", param, ctx)
+        return duration
+
+
+class DateType(click.ParamType[date]):
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            self.fail(f"{excerpt(value, 30)} is not a date like 2026-11-26", param, ctx)
+
+
+class UuidType(click.ParamType[UUID]):
+    name = "uuid"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, UUID):
+            return value
+        try:
+            return UUID(value.strip())
+        except ValueError:
+            self.fail(f"{excerpt(value, 40)} is not a UUID", param, ctx)
+
+
+def check_cohort_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from beta_invites_cli.recipients import check_cohort
+
+    if value is None:
+        return value
+    try:
+        return check_cohort(value)
+    except InvitesError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def stack(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """Several options as one decorator, in the order they are listed."""
+
+    def decorate(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def format_option(default: str | None = "table") -> Callable[[F], F]:
+    """The shared `--format table|csv|json|jsonl` option (None: decided by the command)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=default is not None,
+        help="Output format: a table for people; CSV, JSON or JSON lines for programs"
+        + ("" if default else " (default: from --output's extension, else table)")
+        + ".",
+    )
+
+
+issue_options = stack(
+    click.option(
+        "--cohort",
+        required=True,
+        callback=check_cohort_option,
+        help="Cohort label, e.g. press-pitchfork (1-64 characters).",
+    ),
+    click.option(
+        "--recipients",
+        "recipient_files",
+        type=click.File("rb"),
+        multiple=True,
+        help="CSV with an email column, or one address per line; - reads stdin.",
+    ),
+    click.option(
+        "--email",
+        "emails",
+        multiple=True,
+        metavar="ADDRESS",
+        help="An address to invite (repeatable).",
+    ),
+    click.option(
+        "--expires-in",
+        type=DurationType(),
+        metavar="DURATION",
+        help="Validity, like 14d or 36h, at most 3650d (default: 30 days).",
+    ),
+    click.option(
+        "--sent-by",
+        type=UuidType(),
+        metavar="UUID",
+        help="Operator's public.users id (default: INVITES_SENT_BY).",
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Issue even to people who already hold a live or redeemed invite.",
+    ),
+    click.option(
+        "--skip-invalid",
+        is_flag=True,
+        help="Issue the valid addresses and report the invalid ones.",
+    ),
+)
+
+delivery_options = stack(
+    click.option(
+        "--template",
+        "template_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Invitation template file (see README).",
+    ),
+    click.option(
+        "--outbox",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Write .eml files here instead of emailing.",
+    ),
+)
+
+filter_options = stack(
+    click.option(
+        "--cohort",
+        "cohort_pattern",
+        metavar="PATTERN",
+        help="Cohorts matching a shell pattern, like press-*.",
+    ),
+    click.option(
+        "--since",
+        type=DateType(),
+        metavar="DATE",
+        help="Issued on or after this date (YYYY-MM-DD).",
+    ),
+    click.option(
+        "--until",
+        type=DateType(),
+        metavar="DATE",
+        help="Issued on or before this date (YYYY-MM-DD).",
+    ),
+)

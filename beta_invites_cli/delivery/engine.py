@@ -1,0 +1,420 @@
+"""Emailing invites, crash-safe: each invite is locked while its message is in flight and its
+sent_at is committed right after the server accepts the message.
+
+A run killed at any moment leaves every undelivered invite with sent_at NULL, so the same
+command delivers it next time, with the same code; at most the one message in flight when the
+process died can arrive twice. Concurrent runs skip each other's locked rows (SKIP LOCKED), so
+nobody is emailed twice by two operators either. A message whose fate is unknown (the server
+never answered the end of DATA) is recorded as `uncertain` and not sent again unless the
+operator asks for it; a refused one is recorded as `failed` and tried again by the next run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from psycopg import sql
+from psycopg.rows import class_row
+
+from beta_invites_cli.codes import new_code
+from beta_invites_cli.delivery.channel import Letterhead
+from beta_invites_cli.delivery.message import Letter, build_letter
+from beta_invites_cli.delivery.transport import DeliveryFailed, DeliveryUncertain, Transport
+from beta_invites_cli.errors import InvitesError, ValidationFailed
+from beta_invites_cli.host import find_many
+from beta_invites_cli.lifecycle import normalised_codes, when
+from beta_invites_cli.status import Status, condition
+from beta_invites_cli.template import signup_link
+
+if TYPE_CHECKING:
+    import psycopg
+
+PAGE = 500
+# A server that leaves this many messages in a row without an answer is not answering at all.
+MAX_UNCERTAIN_IN_A_ROW = 3
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An invite whose message is to be sent."""
+
+    id: UUID
+    code: str
+    email: str
+    cohort: str
+    expires_at: datetime
+    created_at: datetime | None = None  # for paging through a cohort in issue order
+
+
+@dataclass
+class DeliveryResult:
+    sent: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    uncertain: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    interrupted: bool = False
+    aborted: str | None = None
+
+
+def compose(letterhead: Letterhead, invite: Pending) -> Letter:
+    """The message for one invite; raises DeliveryFailed when its address cannot be written."""
+    subject, body = letterhead.template.render(
+        code=invite.code,
+        link=signup_link(letterhead.signup_url, invite.code),
+        cohort=invite.cohort,
+        expires_at=invite.expires_at,
+        email=invite.email,
+    )
+    try:
+        return build_letter(
+            sender=letterhead.sender,
+            reply_to=letterhead.reply_to,
+            to=invite.email,
+            subject=subject,
+            body=body,
+            name=invite.code,
+        )
+    except (ValueError, UnicodeError) as exc:
+        raise DeliveryFailed(f"the address cannot be put on the wire: {exc}") from None
+
+
+def sendable(retry_uncertain: bool) -> sql.Composable:
+    """Which invites `send` emails: unsent ones, and uncertain ones only when asked."""
+    if retry_uncertain:
+        return sql.SQL("({} OR {})").format(condition(Status.UNSENT), condition(Status.UNCERTAIN))
+    return condition(Status.UNSENT)
+
+
+def count(conn: psycopg.Connection[Any], cohort: str, which: sql.Composable) -> int:
+    query = sql.SQL("SELECT count(*) FROM public.beta_invites WHERE cohort = %s AND {}")
+    row = conn.execute(query.format(which), (cohort,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+PAGE_QUERY = sql.SQL(
+    """
+    SELECT id, code, email, cohort, expires_at, created_at
+      FROM public.beta_invites
+     WHERE cohort = %(cohort)s AND {sendable}
+       AND (%(after_created)s::timestamptz IS NULL
+            OR (created_at, id) > (%(after_created)s, %(after_id)s::uuid))
+     ORDER BY created_at, id
+     LIMIT %(page)s
+    """
+)
+
+
+def unsent(
+    conn: psycopg.Connection[Any], cohort: str, *, retry_uncertain: bool = False
+) -> Iterator[Pending]:
+    """Sendable invites of the cohort in issue order, a page at a time (keyset paging)."""
+    query = PAGE_QUERY.format(sendable=sendable(retry_uncertain))
+    last: Pending | None = None
+    cursor = conn.cursor(row_factory=class_row(Pending))
+    while True:
+        params = {
+            "cohort": cohort,
+            "after_created": last.created_at if last else None,
+            "after_id": last.id if last else None,
+            "page": PAGE,
+        }
+        page = cursor.execute(query, params).fetchall()
+        yield from page
+        if len(page) < PAGE:
+            return
+        last = page[-1]
+
+
+def deliver_cohort(
+    conn: psycopg.Connection[Any],
+    reader: psycopg.Connection[Any],
+    cohort: str,
+    letterhead: Letterhead,
+    transport: Transport,
+    *,
+    limit: int | None = None,
+    rate: float | None = None,
+    retry_uncertain: bool = False,
+    on_progress: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DeliveryResult:
+    """Email every sendable invite of `cohort` (at most `limit`), `rate` per second at most.
+
+    Both connections are in autocommit mode: `reader` walks the candidates while each message
+    gets its own transaction on `conn`: lock the row, send, record the outcome, commit.
+    Committing one message and locking the next travel together in one round trip (a pipeline).
+    """
+    run = _Run(conn, letterhead, transport, sendable(retry_uncertain), on_progress)
+    pace = _Pace(rate)
+    try:
+        for candidate in unsent(reader, cohort, retry_uncertain=retry_uncertain):
+            if limit is not None and run.attempted >= limit:
+                break
+            if should_stop():
+                run.result.interrupted = True
+                break
+            invite = run.lock_next(candidate.id)
+            if invite is None:
+                continue  # another sender has it, or it was redeemed, revoked or sent meanwhile
+            pace.wait()
+            if not run.attempt(invite):
+                break
+        run.lock_next(None)
+    finally:
+        if not conn.closed and conn.info.transaction_status != conn.info.transaction_status.IDLE:
+            conn.execute("ROLLBACK")
+    return run.result
+
+
+class _Pace:
+    """At most `rate` messages per second."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self) -> None:
+        if self.interval:
+            delay = self.next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.next_at = max(self.next_at, time.monotonic()) + self.interval
+
+
+class _Run:
+    """One `send` run: the invite in flight, its outcome, and the tally."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        letterhead: Letterhead,
+        transport: Transport,
+        which: sql.Composable,
+        on_progress: Callable[[], None],
+    ) -> None:
+        self.conn = conn
+        self.letterhead = letterhead
+        self.transport = transport
+        self.lock_query = sql.SQL(
+            """
+            SELECT id, code, email, cohort, expires_at
+              FROM public.beta_invites
+             WHERE id = %s AND {which}
+               FOR UPDATE SKIP LOCKED
+            """
+        ).format(which=which)
+        self.on_progress = on_progress
+        self.result = DeliveryResult()
+        self.accepted: Pending | None = None  # accepted by the server, sent_at not committed
+        self.uncertain_in_a_row = 0
+
+    @property
+    def attempted(self) -> int:
+        r = self.result
+        return r.sent + len(r.failed) + len(r.uncertain) + (self.accepted is not None)
+
+    def lock_next(self, next_id: UUID | None) -> Pending | None:
+        """Record the accepted invite as sent and commit; then lock `next_id` in a new
+        transaction, held while its message is in flight so a concurrent sender skips it. The
+        condition is checked again under the lock: an invite revoked, redeemed or anonymised
+        since it was listed is not sent."""
+        conn = self.conn
+        row = None
+        with conn.pipeline():
+            if self.accepted is not None:
+                conn.execute(
+                    """
+                    UPDATE public.beta_invites
+                       SET sent_at = now(), delivery_outcome = NULL, delivery_outcome_at = NULL,
+                           delivery_reply = NULL
+                     WHERE id = %s
+                    """,
+                    (self.accepted.id,),
+                )
+                conn.execute("COMMIT")
+            if next_id is not None:
+                conn.execute("BEGIN")
+                cursor = conn.cursor(row_factory=class_row(Pending))
+                row = cursor.execute(self.lock_query, (next_id,)).fetchone()
+        if self.accepted is not None:
+            self.result.sent += 1
+            self.accepted = None
+            self.on_progress()
+        if next_id is not None and row is None:
+            conn.execute("ROLLBACK")
+        return row
+
+    def attempt(self, invite: Pending) -> bool:
+        """Send one message; False when the run must stop."""
+        try:
+            self.transport.deliver(compose(self.letterhead, invite))
+        except DeliveryFailed as exc:
+            self._record(invite, "failed", str(exc))
+            self.result.failed.append((invite.email, str(exc)))
+            return True
+        except DeliveryUncertain as exc:
+            self._record(invite, "uncertain", str(exc))
+            self.result.uncertain.append((invite.email, str(exc)))
+            self.uncertain_in_a_row += 1
+            if self.uncertain_in_a_row >= MAX_UNCERTAIN_IN_A_ROW:
+                self.result.aborted = (
+                    f"the mail server {self.transport.description} left "
+                    f"{self.uncertain_in_a_row} messages in a row without an answer: stopped"
+                )
+                return False
+            return True
+        except InvitesError as exc:  # the mail server cannot be reached at all
+            self.conn.execute("ROLLBACK")
+            self.result.aborted = str(exc)
+            return False
+        self.uncertain_in_a_row = 0
+        self.accepted = invite
+        return True
+
+    def _record(self, invite: Pending, outcome: str, reply: str) -> None:
+        """Keep how the attempt ended (without the address), and release the row."""
+        self.conn.execute(
+            """
+            UPDATE public.beta_invites
+               SET delivery_outcome = %s, delivery_outcome_at = now(), delivery_reply = %s
+             WHERE id = %s
+            """,
+            (outcome, without_address(reply, invite.email), invite.id),
+        )
+        self.conn.execute("COMMIT")
+        self.on_progress()
+
+
+def without_address(reply: str, email: str) -> str:
+    """A server reply with the recipient's address taken out: it is kept after the sweep."""
+    local = email.rpartition("@")[0]
+    pattern = re.escape(local) + r"@[^\s>\]\)\"',;]+"
+    return re.sub(pattern, "<recipient>", reply, flags=re.IGNORECASE)[:1000]
+
+
+def resendable(
+    conn: psycopg.Connection[Any], *, codes: tuple[str, ...] = (), cohort: str | None = None
+) -> list[Pending]:
+    """The sent, live invites to email again; named codes that cannot be resent are refused."""
+    if cohort is not None:
+        query = sql.SQL(
+            """
+            SELECT id, code, email, cohort, expires_at FROM public.beta_invites
+             WHERE cohort = %s AND {sent}
+             ORDER BY created_at, id
+            """
+        ).format(sent=condition(Status.SENT))
+        return conn.cursor(row_factory=class_row(Pending)).execute(query, (cohort,)).fetchall()
+    wanted = normalised_codes(codes, outcome="nothing was resent")
+    found = find_many(conn, wanted)
+    problems: list[str] = []
+    result = []
+    for code in wanted:
+        invite = found.get(code)
+        if invite is None:
+            problems.append(f"{code} is not an invite code we issued")
+        elif invite.status == Status.REDEEMED:
+            problems.append(f"{code} was redeemed at {when(invite.used_at)}: not resent")
+        elif invite.status == Status.REVOKED:
+            problems.append(f"{code} was revoked at {when(invite.revoked_at)}: not resent")
+        elif invite.status == Status.EXPIRED:
+            problems.append(f"{code} expired at {when(invite.expires_at)}: not resent")
+        elif invite.status == Status.UNCERTAIN:
+            problems.append(
+                f"{code}: its first message may or may not have arrived: use "
+                f"`invites send --cohort {invite.cohort} --retry-uncertain`"
+            )
+        elif invite.status == Status.UNSENT:
+            problems.append(
+                f"{code} has not been sent yet: use `invites send --cohort {invite.cohort}`"
+            )
+        else:
+            result.append(
+                Pending(invite.id, invite.code, invite.email, invite.cohort, invite.expires_at)
+            )
+    if problems:
+        raise ValidationFailed([*problems, "nothing was resent"])
+    return result
+
+
+def resend(
+    conn: psycopg.Connection[Any],
+    invites: list[Pending],
+    letterhead: Letterhead,
+    transport: Transport,
+) -> DeliveryResult:
+    """Email sent invites again. Each is locked and re-checked while its message is in flight,
+    so an invite revoked, redeemed or anonymised meanwhile is not mailed."""
+    result = DeliveryResult()
+    query = sql.SQL(
+        """
+        SELECT id, code, email, cohort, expires_at FROM public.beta_invites
+         WHERE id = %s AND {sent}
+           FOR UPDATE SKIP LOCKED
+        """
+    ).format(sent=condition(Status.SENT))
+    for listed in invites:
+        with conn.transaction():
+            cursor = conn.cursor(row_factory=class_row(Pending))
+            invite = cursor.execute(query, (listed.id,)).fetchone()
+            if invite is None:
+                result.failed.append(
+                    (
+                        listed.email,
+                        "changed meanwhile (redeemed, revoked, expired or being sent): not resent",
+                    )
+                )
+                continue
+            try:
+                transport.deliver(compose(letterhead, invite))
+                result.sent += 1
+            except DeliveryFailed as exc:
+                result.failed.append((invite.email, str(exc)))
+            except DeliveryUncertain as exc:
+                result.uncertain.append((invite.email, str(exc)))
+            except InvitesError as exc:
+                result.aborted = str(exc)
+                break
+    return result
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `send --dry-run` shows: the first message, and how many would go out."""
+
+    first: Letter | None
+    problem: str | None  # why the first message cannot be written
+    would_issue: int
+    would_skip: int
+    would_send: int
+
+
+def preview(
+    conn: psycopg.Connection[Any],
+    cohort: str,
+    letterhead: Letterhead,
+    new: list[Any],
+    skipped: int,
+    *,
+    limit: int | None,
+    retry_uncertain: bool,
+) -> Preview:
+    """`new` are the invites a real run would issue first (not issued: a dry run)."""
+    total = count(conn, cohort, sendable(retry_uncertain)) + len(new)
+    total = min(total, limit) if limit else total
+    first = next(unsent(conn, cohort, retry_uncertain=retry_uncertain), None)
+    if first is None and new:
+        # Not issued yet: preview with a code drawn just for the preview.
+        first = Pending(UUID(int=0), new_code(), new[0].email, cohort, new[0].expires_at)
+    letter = problem = None
+    if first is not None:
+        try:
+            letter = compose(letterhead, first)
+        except DeliveryFailed as exc:
+            problem = str(exc)
+    return Preview(letter, problem, len(new), skipped, total)
