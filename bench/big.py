@@ -241,6 +241,6 @@ def list_export(ctx: Context) -> Workload:
         ),
         target="<= 2.0",
         notes=[
-            "COPY ... TO STDOUT formatted by PostgreSQL, streamed: memory stays flat (tests/test_report.py)"
+            "COPY ... TO STDOUT formatted by PostgreSQL, streamed: memory stays flat (tests/test_read.py)"
         ],
     )

@@ -25,7 +25,6 @@ from beta_invites_cli.sqlsplit import split_statements
 
 if TYPE_CHECKING:
     import psycopg
-    from typing_extensions import LiteralString
 
 # Arbitrary but fixed: every `invites migrate` against one database takes this lock.
 MIGRATE_LOCK_KEY = 7_140_990_001

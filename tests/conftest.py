@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,19 +147,58 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @dataclass
 class Invoke:
+    """The CLI in-process, against one database: `invites("generate --cohort press-x")`,
+    written as in the README (one string, split like a shell does), or as separate arguments."""
+
     url: str
 
     def __call__(
         self, *args: str, env: dict[str, str] | None = None, input: str | None = None
     ) -> Result:
+        words = shlex.split(args[0]) if len(args) == 1 and " " in args[0] else list(args)
         runner = CliRunner()
         return runner.invoke(
             cli,
-            list(args),
+            words,
             env={"DATABASE_URL": self.url, **(env or {})},
             input=input,
             catch_exceptions=False,
         )
+
+
+def process_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A child's environment: nothing of the developer's shell but PATH (and TMPDIR)."""
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "TMPDIR", "INVITES_HOME")}
+    return {"PATH": "/usr/bin:/bin", **base, **(env or {})}
+
+
+def invites_process(
+    *args: str | bytes, env: dict[str, str] | None = None, **popen: Any
+) -> subprocess.Popen[str]:
+    """`invites ARGS` as a separate process (kill it, signal it, run several at once)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "beta_invites_cli", *args],
+        env=process_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def run_invites(
+    *args: str | bytes, env: dict[str, str] | None = None, timeout: float = 180, **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """`invites ARGS` as a separate process, run to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "beta_invites_cli", *args],
+        env=process_env(env),
+        capture_output=True,
+        text=run.pop("text", True),
+        timeout=timeout,
+        check=False,
+        **run,
+    )
 
 
 @pytest.fixture

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from beta_invites_cli.cli import cli
-from beta_invites_cli.exits import ExitCode
 from beta_invites_cli.cli.render import Column, write_table
-from tests.conftest import Invoke
+from beta_invites_cli.exits import ExitCode
+from tests.conftest import Invoke, invites_process, run_invites
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,53 +144,33 @@ def test_piped_tables_are_as_wide_as_their_content(
     assert "…" not in out.getvalue()
 
 
-def cli_run(
-    args: list[bytes] | list[str], env: dict[str, str], **kwargs: Any
-) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "beta_invites_cli", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        check=False,
-        **kwargs,
-    )
-
-
 def test_bytes_that_are_not_utf8(db_url: str, tmp_path: Path) -> None:
-    result = cli_run(
-        [b"generate", b"--cohort", b"press-\xff", b"--email", b"a@example.com"],
-        {"DATABASE_URL": db_url},
+    result = run_invites(
+        b"generate",
+        b"--cohort",
+        b"press-\xff",
+        b"--email",
+        b"a@example.com",
+        env={"DATABASE_URL": db_url},
         cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert result.stderr == b"Error: argument 3 is not valid UTF-8: b'press-\\xff'\n"
+    assert result.stderr == "Error: argument 3 is not valid UTF-8: b'press-\\xff'\n"
+    # The environment reaches Python the same way: a lone surrogate stands for the bad byte.
     env = {"DATABASE_URL": db_url, "INVITES_FROM": "caf\udcff@example.com"}
-    bad_env = cli_run(
-        ["list"],
-        {
-            k: v.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
-            for k, v in env.items()
-        },
-        cwd=tmp_path,
-    )
+    bad_env = run_invites("list", env=env, cwd=tmp_path)
     assert bad_env.returncode == 2
-    assert bad_env.stderr == b"Error: the environment variable INVITES_FROM is not valid UTF-8\n"
+    assert bad_env.stderr == "Error: the environment variable INVITES_FROM is not valid UTF-8\n"
 
 
 def test_ctrl_c_while_starting_is_not_a_traceback(db_url: str, tmp_path: Path) -> None:
     for delay in (0.1, 0.2, 0.35, 0.5):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "beta_invites_cli", "report"],
-            env={"PATH": "/usr/bin:/bin", "DATABASE_URL": db_url},
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = invites_process("report", env={"DATABASE_URL": db_url}, cwd=tmp_path)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-        assert b"Traceback" not in err, err.decode()
-        assert proc.returncode in (0, 130, -signal.SIGINT), err.decode()
+        assert "Traceback" not in err, err
+        assert proc.returncode in (0, 130, -signal.SIGINT), err
 
 
 def test_ctrl_c_during_the_imports(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ prepared statement, nothing that outlives a transaction."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,25 +13,17 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 import beta_invites_cli as api
+from tests.conftest import invites_process
 from tests.smtp import Behaviour, SmtpServer
-from tests.test_migrate import SQL_FILES, tracked
-from tests.test_send import FROM, codes_in_db, people
+from tests.test_issue_send import FROM, codes_in_db, people
+from tests.test_schema import SQL_FILES, tracked
 
 pytestmark = pytest.mark.usefixtures("pgbouncer")
 
 
 def processes(url: str, env: dict[str, str], *commands: list[str]) -> list[tuple[int, str]]:
-    full = {"PATH": "/usr/bin:/bin", "DATABASE_URL": url, **env}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "beta_invites_cli", *command],
-            env=full,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for command in commands
-    ]
+    """The commands at once, each its own process; (exit status, stderr) of each."""
+    procs = [invites_process(*command, env={"DATABASE_URL": url, **env}) for command in commands]
     return [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
 
 

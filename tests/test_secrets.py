@@ -6,7 +6,7 @@ import pytest
 
 from beta_invites_cli.urls import mask, parse
 from tests.conftest import Invoke
-from tests.test_send import FROM
+from tests.test_issue_send import FROM
 
 PASSWORD = "Zq7-Sekr@t/Pa55?w0rd#x%zz y"
 

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import Invoke
+from tests.conftest import Invoke, invites_process
 from tests.smtp import Behaviour, SmtpServer
 
 FROM = {"INVITES_FROM": "Beta Team <beta@example.com>"}
@@ -138,23 +135,6 @@ def test_dropped_connection_is_reopened(
     assert unsent(conn) == 0
 
 
-def cli_process(db_url: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    full = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PG", "SMTP", "INVITES_", "DATABASE_URL"))
-    }
-    full.update(env)
-    full["DATABASE_URL"] = db_url
-    return subprocess.Popen(
-        [sys.executable, "-m", "beta_invites_cli", *args],
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_killed_mid_batch_then_rerun(
     invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
@@ -162,7 +142,9 @@ def test_killed_mid_batch_then_rerun(
     invites("generate", "--cohort", "press-x", "--recipients", "people.csv", "--format", "csv")
     codes = codes_in_db(conn)
     with SmtpServer(Behaviour(delay=0.02)) as server:
-        proc = cli_process(db_url, smtp_env(server), "send", "--cohort", "press-x")
+        proc = invites_process(
+            "send", "--cohort", "press-x", env={**smtp_env(server), "DATABASE_URL": db_url}
+        )
         deadline = time.monotonic() + 30
         while len(server.recorder.messages) < 15 and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -170,7 +152,9 @@ def test_killed_mid_batch_then_rerun(
         proc.wait()
         delivered_before = len(server.recorder.messages)
         assert 15 <= delivered_before < 60
-        rerun = cli_process(db_url, smtp_env(server), "send", "--cohort", "press-x")
+        rerun = invites_process(
+            "send", "--cohort", "press-x", env={**smtp_env(server), "DATABASE_URL": db_url}
+        )
         _, err = rerun.communicate(timeout=60)
         assert rerun.returncode == 0, err
         received = server.recorder.by_recipient()
@@ -188,14 +172,13 @@ def test_two_senders_at_once_email_nobody_twice(
     people(200, tmp_path)
     with SmtpServer(Behaviour(delay=0.002)) as server:
         procs = [
-            cli_process(
-                db_url,
-                smtp_env(server),
+            invites_process(
                 "send",
                 "--cohort",
                 "press-x",
                 "--recipients",
                 str(tmp_path / "people.csv"),
+                env={**smtp_env(server), "DATABASE_URL": db_url},
             )
             for _ in range(2)
         ]
@@ -412,7 +395,9 @@ def test_ctrl_c_stops_after_the_current_message(
     people(40, tmp_path)
     invites("generate", "--cohort", "press-x", "--recipients", "people.csv", "--format", "csv")
     with SmtpServer(Behaviour(delay=0.05)) as server:
-        proc = cli_process(db_url, smtp_env(server), "send", "--cohort", "press-x")
+        proc = invites_process(
+            "send", "--cohort", "press-x", env={**smtp_env(server), "DATABASE_URL": db_url}
+        )
         deadline = time.monotonic() + 30
         while len(server.recorder.messages) < 5 and time.monotonic() < deadline:
             time.sleep(0.005)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from beta_invites_cli.embedded import EmbeddedCluster
+from tests.conftest import run_invites
 
 
 @pytest.fixture
@@ -30,16 +30,7 @@ def home(scratch_dir: Path) -> Iterator[Path]:
 
 
 def invites(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
-    env["INVITES_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "beta_invites_cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_invites(*args, env={"INVITES_HOME": str(home)})
 
 
 def test_embedded_database_is_created_reused_and_stopped(home: Path) -> None:
