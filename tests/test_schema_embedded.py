@@ -128,3 +128,20 @@ def test_root_copies_wheel_binaries_the_server_account_cannot_reach(home: Path) 
     assert (home / "binaries").read_text().strip() == str(
         home / "pgserver-copy" / "pgserver" / "pginstall" / "bin"
     )
+
+
+def test_the_readme_first_command_writes_to_the_outbox(home: Path, tmp_path: Path) -> None:
+    """On the embedded database, with no SMTP_URL, messages land in ./outbox."""
+    assert run_invites("migrate", env={"INVITES_HOME": str(home)}, cwd=tmp_path).returncode == 0
+    sent = run_invites(
+        "send",
+        "--cohort",
+        "press-demo",
+        "--email",
+        "ada@example.com",
+        env={"INVITES_HOME": str(home)},
+        cwd=tmp_path,
+    )
+    assert sent.returncode == 0, sent.stderr
+    (message,) = (tmp_path / "outbox").glob("*.eml")
+    assert "To: ada@example.com" in message.read_text()
