@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 from uuid import UUID
 
 import click
+import psycopg
 
 from beta_invites_cli import issuing
 from beta_invites_cli.cli.common import (
@@ -34,6 +35,8 @@ from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.exits import ExitCode
 from beta_invites_cli.status import Status, condition
 from beta_invites_cli.template import check_signup_url, signup_link
+
+Connection = psycopg.Connection[Any]
 
 INVITE_COLUMNS = [
     Column("email", "Email"),
@@ -84,7 +87,7 @@ def prepare(
         ) from None
 
 
-def check_user(conn: Any, user: UUID | None, option: str) -> None:
+def check_user(conn: Connection, user: UUID | None, option: str) -> None:
     try:
         issuing.check_user(conn, user)
     except issuing.UnknownUser as exc:
@@ -252,8 +255,8 @@ def send(
 
 
 def deliver(
-    conn: Any,
-    reader: Any,
+    conn: Connection,
+    reader: Connection,
     cohort: str,
     head: channel.Letterhead,
     transport: Transport,
@@ -290,7 +293,7 @@ def finish_delivery(outcome: engine.DeliveryResult) -> None:
 
 
 def show_preview(
-    conn: Any,
+    conn: Connection,
     request: issuing.IssueRequest,
     head: channel.Letterhead,
     force: bool,

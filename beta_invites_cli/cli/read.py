@@ -17,20 +17,12 @@ from beta_invites_cli.cli.render import Column, render
 from beta_invites_cli.filters import Filters
 from beta_invites_cli.status import STATUSES, Status
 
-NUMERIC = {
-    "issued",
-    "sent",
-    "redeemed",
-    "pending",
-    "expired",
-    "revoked",
-    "median_hours_to_redeem",
-    "redemptions",
-}
+# Right-aligned in the table; the rate is drawn as a bar.
+NUMERIC = {*reports.KEYS, "redemptions"} - {"redemption_rate"}
 HEADERS = {"median_hours_to_redeem": "Median h to redeem"}
 
 
-def rate_bar(rate: Any) -> str:
+def rate_bar(rate: float) -> str:
     width = 10
     filled = float(rate) * width
     full = int(filled)
