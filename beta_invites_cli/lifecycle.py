@@ -166,10 +166,5 @@ def extend(
             why = " and its email was anonymised" if include_expired else ""
             problems = _refusals(conn, wanted, {c.code for c in changes}, "extend", why)
             if problems:
-                hint = (
-                    []
-                    if include_expired
-                    else ["(--include-expired extends expired, never-redeemed invites too)"]
-                )
-                raise ValidationFailed([*problems, *hint, "nothing was extended"])
+                raise ValidationFailed([*problems, "nothing was extended"])
     return changes

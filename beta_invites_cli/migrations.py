@@ -167,8 +167,7 @@ def migrate(
             if not create_users_table:
                 raise MissingUsersTable(
                     "public.users does not exist: beta_invites.sent_by references the host "
-                    "application's users table. Run the application's own migrations first, or "
-                    "pass --create-users-table to create a minimal one"
+                    "application's users table. Run the application's own migrations first"
                 )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS public.users ("

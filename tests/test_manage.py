@@ -208,7 +208,9 @@ def test_extend_pending_and_expired(
     assert after is not None and after[0] - before[0] == timedelta(days=14)
     refused = invites("extend", mixed["expired"], "--by", "7d")
     assert refused.exit_code == 1
-    assert refused.stderr.splitlines()[-2:] == [
+    lines = refused.stderr.splitlines()
+    assert lines[0].startswith(f"Error: {mixed['expired']} already expired at ")
+    assert lines[1:] == [
         "Error: (--include-expired extends expired, never-redeemed invites too)",
         "Error: nothing was extended",
     ]

@@ -334,6 +334,16 @@ def report_delivery(outcome: engine.DeliveryResult, skipped: int, outbox: Path |
         )
 
 
+def refusal_line(refusal: engine.Refusal) -> str:
+    """The domain's reason, and the command that sends a first message still owed."""
+    line = f"{refusal.code} {refusal.why}"
+    if refusal.status == Status.UNSENT:
+        return f"{line}: use `invites send --cohort {refusal.cohort}`"
+    if refusal.status == Status.UNCERTAIN:
+        return f"{line}: use `invites send --cohort {refusal.cohort} --retry-uncertain`"
+    return line
+
+
 @click.command(epilog="Example: invites resend --cohort press-pitchfork")
 @click.argument("codes", nargs=-1)
 @click.option("--cohort", help="Resend every sent, live invite of this cohort.")
@@ -351,7 +361,10 @@ def resend(
         raise click.UsageError("give invite codes or --cohort, not both and not neither")
     chosen, head = open_channel(app, outbox, template_path)
     with app.database.connect(autocommit=True) as conn:
-        invites = engine.resendable(conn, codes=codes, cohort=cohort)
+        try:
+            invites = engine.resendable(conn, codes=codes, cohort=cohort)
+        except engine.NotResendable as exc:
+            raise Problems([*map(refusal_line, exc.refusals), "nothing was resent"]) from None
         if not invites:
             say(f"nothing to resend in {cohort}: no sent, live invites")
             return

@@ -7,7 +7,7 @@ import sys
 import click
 
 from beta_invites_cli import migrations
-from beta_invites_cli.cli.common import App, Problems, pass_app, say
+from beta_invites_cli.cli.common import App, Problems, fail, pass_app, say
 from beta_invites_cli.cli.options import format_option
 from beta_invites_cli.cli.render import Column, render
 from beta_invites_cli.embedded import EmbeddedCluster, default_home
@@ -55,11 +55,14 @@ def migrate(
                 click.echo(f"would apply {migration.name}")
             say("Up to date: nothing to apply." if not todo else f"{len(todo)} to apply (dry run).")
             return
-        result = migrations.migrate(
-            conn,
-            create_users_table=create_users_table or app.embedded,
-            on_applied=lambda name, ms: say(f"applied {name} ({ms} ms)"),
-        )
+        try:
+            result = migrations.migrate(
+                conn,
+                create_users_table=create_users_table or app.embedded,
+                on_applied=lambda name, ms: say(f"applied {name} ({ms} ms)"),
+            )
+        except migrations.MissingUsersTable as exc:
+            fail(f"{exc}, or pass --create-users-table to create a minimal one")
     if result.created_users_table:
         say("created a minimal public.users table")
     if not result.applied:

@@ -297,6 +297,24 @@ def without_address(reply: str, email: str) -> str:
     return re.sub(pattern, "<recipient>", reply, flags=re.IGNORECASE)[:1000]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why resend refused a named code."""
+
+    code: str
+    why: str
+    status: Status | None  # None: not a code we issued
+    cohort: str | None
+
+
+class NotResendable(ValidationFailed):
+    """Named codes resend refused; nothing was sent."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        self.refusals = refusals
+        super().__init__([f"{r.code} {r.why}" for r in refusals] + ["nothing was resent"])
+
+
 def resendable(
     conn: psycopg.Connection[Any], *, codes: tuple[str, ...] = (), cohort: str | None = None
 ) -> list[Pending]:
@@ -312,33 +330,29 @@ def resendable(
         return conn.cursor(row_factory=class_row(Pending)).execute(query, (cohort,)).fetchall()
     wanted = normalised_codes(codes, outcome="nothing was resent")
     found = find_many(conn, wanted)
-    problems: list[str] = []
+    refusals: list[Refusal] = []
     result = []
     for code in wanted:
         invite = found.get(code)
         if invite is None:
-            problems.append(f"{code} is not an invite code we issued")
-        elif invite.status == Status.REDEEMED:
-            problems.append(f"{code} was redeemed at {when(invite.used_at)}: not resent")
-        elif invite.status == Status.REVOKED:
-            problems.append(f"{code} was revoked at {when(invite.revoked_at)}: not resent")
-        elif invite.status == Status.EXPIRED:
-            problems.append(f"{code} expired at {when(invite.expires_at)}: not resent")
-        elif invite.status == Status.UNCERTAIN:
-            problems.append(
-                f"{code}: its first message may or may not have arrived: use "
-                f"`invites send --cohort {invite.cohort} --retry-uncertain`"
-            )
-        elif invite.status == Status.UNSENT:
-            problems.append(
-                f"{code} has not been sent yet: use `invites send --cohort {invite.cohort}`"
-            )
+            refusals.append(Refusal(code, "is not an invite code we issued", None, None))
+            continue
+        status = Status(invite.status)
+        why = {
+            Status.REDEEMED: f"was redeemed at {when(invite.used_at)}: not resent",
+            Status.REVOKED: f"was revoked at {when(invite.revoked_at)}: not resent",
+            Status.EXPIRED: f"expired at {when(invite.expires_at)}: not resent",
+            Status.UNCERTAIN: "may not have received its first message yet",
+            Status.UNSENT: "has not been sent yet",
+        }.get(status)
+        if why is not None:
+            refusals.append(Refusal(code, why, status, invite.cohort))
         else:
             result.append(
                 Pending(invite.id, invite.code, invite.email, invite.cohort, invite.expires_at)
             )
-    if problems:
-        raise ValidationFailed([*problems, "nothing was resent"])
+    if refusals:
+        raise NotResendable(refusals)
     return result
 
 
