@@ -40,22 +40,6 @@ class IssueResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (email, why)
 
 
-class UnknownUser(InvitesError):
-    """A user id that public.users does not hold."""
-
-    def __init__(self, user: UUID) -> None:
-        self.user = user
-        super().__init__(f"{user}: no such user in public.users")
-
-
-def check_user(conn: psycopg.Connection[Any], user: UUID | None) -> None:
-    if user is None:
-        return
-    row = conn.execute("SELECT 1 FROM public.users WHERE id = %s", (user,)).fetchone()
-    if row is None:
-        raise UnknownUser(user)
-
-
 @dataclass(frozen=True)
 class IssueRequest:
     """Checked input for issuing: the recipients, and the options that apply to all of them."""

@@ -6,9 +6,12 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
+from uuid import UUID
 
 import click
+import psycopg
 
+from beta_invites_cli import users
 from beta_invites_cli.database import Database
 from beta_invites_cli.settings import Settings
 
@@ -70,6 +73,14 @@ class Problems(click.ClickException):
 
 def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
+
+
+def check_user(conn: psycopg.Connection[Any], user: UUID | None, option: str) -> None:
+    """A user id given with `option` must name a row of public.users."""
+    try:
+        users.check_user(conn, user)
+    except users.UnknownUser as exc:
+        fail(f"{option} {exc}")
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from beta_invites_cli import issuing
 from beta_invites_cli.cli.common import (
     App,
     Problems,
+    check_user,
     fail,
     pass_app,
     progress_bar,
@@ -85,13 +86,6 @@ def prepare(
                 "(--skip-invalid issues the rest)",
             ]
         ) from None
-
-
-def check_user(conn: Connection, user: UUID | None, option: str) -> None:
-    try:
-        issuing.check_user(conn, user)
-    except issuing.UnknownUser as exc:
-        fail(f"{option} {exc}")
 
 
 def report_issue(request: issuing.IssueRequest, result: issuing.IssueResult) -> None:

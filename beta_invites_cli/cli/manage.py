@@ -10,8 +10,7 @@ from uuid import UUID
 import click
 
 from beta_invites_cli import host, lifecycle
-from beta_invites_cli.cli.common import App, Problems, fail, pass_app, say
-from beta_invites_cli.cli.issue import check_user
+from beta_invites_cli.cli.common import App, Problems, check_user, fail, pass_app, say
 from beta_invites_cli.cli.options import DurationType, UuidType, format_option
 from beta_invites_cli.cli.render import Column, plain, render
 from beta_invites_cli.delivery import outbox
