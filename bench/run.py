@@ -62,7 +62,7 @@ def main() -> None:
     workdir = scratch.create(prefix="invites-bench-")
     scratch.terminate_gracefully()
     try:
-        server = start_server(workdir)
+        server = start_server(workdir, fsync=True)
         try:
             ctx = Context(server.url(), args.size, args.rounds, workdir, big=args.big)
             outcomes: list[Outcome] = []
@@ -72,7 +72,7 @@ def main() -> None:
                 outcomes.append(outcome)
                 print(
                     f"{name}: ours {outcome.ours:.3f}s, baseline {outcome.baseline:.3f}s, "
-                    f"ratio {outcome.ratio:.2f}",
+                    f"ratio {outcome.ratio:.2f} (load {outcome.load:.1f})",
                     file=sys.stderr,
                     flush=True,
                 )

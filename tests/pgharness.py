@@ -43,7 +43,8 @@ def _own(path: Path, mode: int) -> None:
     path.chmod(mode)
 
 
-def start_server(scratch: Path) -> Any:
+def start_server(scratch: Path, *, fsync: bool = False) -> Any:
+    """The tests run without fsync (nothing to lose); the benchmarks with it, as production."""
     import testing.postgresql
 
     base = scratch / "postgresql"
@@ -58,8 +59,10 @@ def start_server(scratch: Path) -> Any:
             _own(base / "tmp", 0o700)
             super().initialize_database()
 
+    args = "-h 127.0.0.1 -c logging_collector=off" + ("" if fsync else " -F")
     return ScratchPostgresql(
         base_dir=str(base),
+        postgres_args=args,
         initdb=_wrapper(wrappers, "initdb", testing.postgresql.find_program("initdb", ["bin"])),
         postgres=_wrapper(
             wrappers, "postgres", testing.postgresql.find_program("postgres", ["bin"])
