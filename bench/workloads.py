@@ -223,4 +223,6 @@ ALL = {
     "show-process": big.show_process,
     "report": big.report,
     "list-csv": big.list_export,
+    "list-json": big.list_json,
+    "list-jsonl": big.list_jsonl,
 }

@@ -68,8 +68,26 @@ INVITE_COLUMNS = sql.SQL(
 ).format(status=STATUS)
 
 
+# Composed once: the host application may redeem thousands of codes a minute.
+REDEEM = sql.SQL(
+    """
+    UPDATE public.beta_invites
+       SET used_at = now(), redeemed_by = %(user_id)s
+     WHERE code = %(code)s AND {live}
+    RETURNING {columns}
+    """
+).format(live=LIVE, columns=INVITE_COLUMNS)
+FIND = sql.SQL("SELECT {columns} FROM public.beta_invites WHERE code = %s").format(
+    columns=INVITE_COLUMNS
+)
+FIND_MANY = sql.SQL("SELECT {columns} FROM public.beta_invites WHERE code = ANY(%s)").format(
+    columns=INVITE_COLUMNS
+)
+_ROWS = class_row(Invite)
+
+
 def _invites(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Invite]:
-    cursor = conn.cursor(row_factory=class_row(Invite))
+    cursor = conn.cursor(row_factory=_ROWS)
     load_infinity(cursor)  # the host's connection may not load 'infinity' by itself
     return cursor
 
@@ -85,15 +103,7 @@ def redeem(
     invite revoked or anonymised by the sweep after the caller's transaction began is refused.
     """
     code = normalise(code)
-    query = sql.SQL(
-        """
-        UPDATE public.beta_invites
-           SET used_at = now(), redeemed_by = %(user_id)s
-         WHERE code = %(code)s AND {live}
-        RETURNING {columns}
-        """
-    ).format(live=LIVE, columns=INVITE_COLUMNS)
-    invite = _invites(conn).execute(query, {"code": code, "user_id": user_id}).fetchone()
+    invite = _invites(conn).execute(REDEEM, {"code": code, "user_id": user_id}).fetchone()
     if invite is not None:
         return invite
     current = find(conn, code)
@@ -116,17 +126,11 @@ def check(conn: psycopg.Connection[Any], code: str) -> Invite:
 
 
 def find(conn: psycopg.Connection[Any], code: str) -> Invite | None:
-    query = sql.SQL("SELECT {columns} FROM public.beta_invites WHERE code = %s").format(
-        columns=INVITE_COLUMNS
-    )
-    return _invites(conn).execute(query, (code,)).fetchone()
+    return _invites(conn).execute(FIND, (code,)).fetchone()
 
 
 def find_many(conn: psycopg.Connection[Any], codes: list[str]) -> dict[str, Invite]:
-    query = sql.SQL("SELECT {columns} FROM public.beta_invites WHERE code = ANY(%s)").format(
-        columns=INVITE_COLUMNS
-    )
-    return {invite.code: invite for invite in _invites(conn).execute(query, (codes,))}
+    return {invite.code: invite for invite in _invites(conn).execute(FIND_MANY, (codes,))}
 
 
 @dataclass

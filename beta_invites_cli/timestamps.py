@@ -7,6 +7,7 @@ and smallest aware datetimes instead; rendering shows them as `infinity` / `-inf
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ def register(context: AdaptContext) -> None:
             context.adapters.register_loader(oid, _infinity_loader(finite, fmt))
 
 
+@functools.lru_cache(maxsize=16)
 def _infinity_loader(finite: type[abc.Loader], fmt: Format) -> type[Loader]:
     """The fast (C) loader cannot be subclassed: wrap it, and answer the two infinities."""
     from psycopg.adapt import Loader

@@ -252,22 +252,27 @@ def test_million_row_export_streams_in_constant_memory(
         """
     )
     script = (
-        "import resource, runpy, sys; sys.argv = ['invites', 'list', '--format', 'csv'];\n"
+        "import resource, runpy, sys; sys.argv = ['invites', 'list', '--format', sys.argv[1]];\n"
         "try:\n runpy.run_module('beta_invites_cli', run_name='__main__')\n"
         "finally:\n print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        env={"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count("\n") == 1_000_001
-    peak_kib = int(proc.stderr.strip().splitlines()[-1])
-    # A million rows held in memory would take several hundred MiB; streaming stays near start-up size.
-    assert peak_kib < 120 * 1024, peak_kib
+    # Header + rows; rows; "[" + rows + "]".
+    for fmt, lines in (("csv", 1_000_001), ("jsonl", 1_000_000), ("json", 1_000_002)):
+        proc = subprocess.run(
+            [sys.executable, "-c", script, fmt],
+            env={"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.count("\n") == lines, fmt
+        if fmt == "json":
+            assert len(json.loads(proc.stdout)) == 1_000_000
+        peak_kib = int(proc.stderr.strip().splitlines()[-1])
+        # A million rows held in memory would take several hundred MiB; streaming stays near
+        # start-up size.
+        assert peak_kib < 120 * 1024, (fmt, peak_kib)
 
 
 def test_segments_longest_prefix_and_the_dash_boundary(
@@ -306,6 +311,42 @@ def test_the_median_interpolates_between_the_two_middle_values(
     )
     (row,) = json.loads(invites("report", "--format", "json").stdout)
     assert row["median_hours_to_redeem"] == 2.0  # between 1 h and 3 h
+
+
+def test_json_and_jsonl_agree_with_the_database(
+    invites: Invoke, conn: psycopg.Connection[Any], population: None
+) -> None:
+    listed = json.loads(invites("list", "--cohort", "press*", "--format", "json").stdout)
+    lines = invites("list", "--cohort", "press*", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == listed
+    rows = conn.execute(
+        "SELECT code, email, cohort, created_at, sent_at, used_at, expires_at FROM beta_invites"
+        " WHERE cohort LIKE 'press%%' ORDER BY created_at DESC, id DESC"
+    ).fetchall()
+    assert [
+        (
+            r["code"],
+            r["email"],
+            r["cohort"],
+            r["created_at"],
+            r["sent_at"],
+            r["used_at"],
+            r["expires_at"],
+        )
+        for r in listed
+    ] == [(c, e, h, *(t.isoformat() if t else None for t in times)) for c, e, h, *times in rows]
+    assert list(listed[0]) == [
+        "code",
+        "email",
+        "cohort",
+        "status",
+        "created_at",
+        "sent_at",
+        "used_at",
+        "expires_at",
+    ]
+    assert invites("list", "--cohort", "none-*", "--format", "json").stdout == "[]\n"
+    assert invites("list", "--cohort", "none-*", "--format", "jsonl").stdout == ""
 
 
 def test_list_email_and_until_in_every_format(

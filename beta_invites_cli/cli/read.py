@@ -13,7 +13,7 @@ from beta_invites_cli import listing
 from beta_invites_cli import report as reports
 from beta_invites_cli.cli.common import App, pass_app, say
 from beta_invites_cli.cli.options import filter_options, format_option
-from beta_invites_cli.cli.render import Column, render
+from beta_invites_cli.cli.render import Column, render, write_fields
 from beta_invites_cli.filters import Filters
 from beta_invites_cli.status import STATUSES, Status
 
@@ -137,9 +137,16 @@ def list_invites(
     if limit is None and fmt == "table":
         limit = 50
     with app.database.connect() as conn:
-        if fmt == "csv":
+        if fmt in ("csv", "json", "jsonl"):
+            # Formatted by PostgreSQL and streamed straight to stdout.
             sys.stdout.flush()
-            count = listing.export_csv(conn, filters, sys.stdout.buffer, limit=limit)
+            if fmt == "csv":
+                count = listing.export_csv(conn, filters, sys.stdout.buffer, limit=limit)
+            else:
+                lines = fmt == "jsonl"
+                count = listing.export_json(
+                    conn, filters, sys.stdout.buffer, limit=limit, lines=lines
+                )
             sys.stdout.buffer.flush()
         else:
             rows = listing.invites(conn, filters, limit=limit)
@@ -160,12 +167,7 @@ def show(app: App, code: str, fmt: str) -> None:
     with app.database.connect(autocommit=True) as conn:
         record = listing.show(conn, code)
     if fmt == "table":
-        pairs = [{"field": key, "value": record[key]} for key in listing.SHOW_KEYS]
-        render(
-            pairs,
-            [Column("field", "Field"), Column("value", "Value")],
-            fmt,
-            title=f"Invite {record['code']}",
-        )
+        # One record reads best as `field  value` lines; no table library needed to draw it.
+        write_fields(record, listing.SHOW_KEYS, sys.stdout, title=f"Invite {record['code']}")
     else:
         render([record], [Column(k, k) for k in listing.SHOW_KEYS], fmt)

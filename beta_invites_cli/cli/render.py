@@ -221,6 +221,16 @@ def _write_records(
             out.write(f"{column.header.ljust(width)}  {text}\n")
 
 
+def write_fields(
+    record: Mapping[str, Any], keys: Sequence[str], out: IO[str], *, title: str
+) -> None:
+    """One record as `field  value` lines under a title."""
+    width = max(len(key) for key in keys)
+    out.write(f"{title}\n")
+    for key in keys:
+        out.write(f"{key.ljust(width)}  {table_text(record.get(key))}".rstrip() + "\n")
+
+
 def console(out: IO[str] | None = None, *, stderr: bool = False, width: int | None = None) -> Any:
     """A rich Console; rich itself honours NO_COLOR and drops styling when not on a terminal."""
     from rich.console import Console
