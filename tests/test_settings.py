@@ -66,3 +66,19 @@ def test_embedded_is_the_default_only_without_any_database_setting() -> None:
     assert load_settings(environ={}).uses_embedded_database
     assert not load_settings(environ={"PGHOST": "db"}).uses_embedded_database
     assert not load_settings(environ={}, database_url="postgresql:///x").uses_embedded_database
+
+
+def test_env_example_documents_every_setting_the_code_reads() -> None:
+    """Every INVITES_*/SMTP_*/DATABASE_URL* name the package reads is in .env.example and the
+    README's settings table."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = "\n".join(p.read_text() for p in (root / "beta_invites_cli").rglob("*.py"))
+    names = set(re.findall(r'"((?:INVITES|SMTP)_[A-Z_]+|DATABASE_URL(?:_FILE)?)"', code))
+    names |= {"SMTP_URL_FILE", "DATABASE_URL_FILE"}  # read as NAME + "_FILE"
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    assert sorted(n for n in names if n not in example) == []
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
