@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 from uuid import UUID
 
 import click
@@ -30,7 +31,7 @@ from beta_invites_cli.cli.options import (
     format_option,
     issue_options,
 )
-from beta_invites_cli.cli.render import Column, OutputFile, format_for, render
+from beta_invites_cli.cli.render import Column, OutputFile, csv_safe, format_for, plain, render
 from beta_invites_cli.delivery import channel, engine
 from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.exits import ExitCode
@@ -140,13 +141,10 @@ def generate(
         check_user(conn, request.sent_by, "--sent-by")
         result = issuing.issue(conn, request, force=force, mark_sent=mark_sent)
         report_issue(request, result)
-        records = [
-            {**vars(invite), "link": signup_link(signup_url, invite.code)}
-            for invite in result.created
-        ]
+        records = result.created
         if target is not None:
             try:
-                render(records, INVITE_COLUMNS, fmt, target.handle, title=f"Invites for {cohort}")
+                write_invites(records, signup_url, fmt, target.handle, cohort)
                 target.commit()
             except OSError as exc:
                 fail(
@@ -160,7 +158,35 @@ def generate(
                 f"or run `invites list --cohort {cohort} --format csv`"
             )
         elif records or fmt != "table":
-            render(records, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
+            write_invites(records, signup_url, fmt, sys.stdout, cohort)
+
+
+def write_invites(
+    created: list[issuing.IssuedInvite],
+    signup_url: str | None,
+    fmt: str,
+    out: IO[str],
+    cohort: str,
+) -> None:
+    """The new invites in `fmt`. CSV, the format of big batches, is written straight from the
+    rows: every invite of a batch shares its cohort and expiry, so those are formatted once."""
+    if fmt != "csv":
+        records = [
+            {**vars(invite), "link": signup_link(signup_url, invite.code)} for invite in created
+        ]
+        render(records, INVITE_COLUMNS, fmt, out, title=f"Invites for {cohort}")
+        return
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([column.key for column in INVITE_COLUMNS])
+    if not created:
+        return
+    shared_cohort = csv_safe(created[0].cohort)
+    expires = plain(created[0].expires_at)
+    url = signup_url or ""
+    writer.writerows(
+        (csv_safe(i.email), i.code, shared_cohort, expires, url.replace("{code}", i.code))
+        for i in created
+    )
 
 
 def open_channel(
