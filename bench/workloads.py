@@ -60,29 +60,30 @@ def migrate(ctx: Context) -> Workload:
     )
 
 
-def generate(ctx: Context) -> Workload:
-    """`invites generate` of N recipients against psql \\copy of the same rows, codes precomputed."""
+def issuing(ctx: Context, name: str, url: str, reset: str, label: str, note: str) -> Workload:
+    """`invites generate --output` of `--size` new people into `url`, against psql \\copy of the
+    same rows (codes precomputed). `reset` is the SQL that removes them before each round."""
     invites = invites_command()
     size = ctx.size
-    url = ctx.fresh_database("bench_generate")
-    recipients = ctx.workdir / "recipients.csv"
-    recipients.write_text("email\n" + "".join(f"person{i}@example.com\n" for i in range(size)))
-    precomputed = ctx.workdir / "precomputed.csv"
+    recipients = ctx.workdir / f"{name}.csv"
+    recipients.write_text("email\n" + "".join(f"{name}{i}@example.com\n" for i in range(size)))
+    precomputed = ctx.workdir / f"{name}-precomputed.csv"
     precomputed.write_text(
-        "".join(f"{new_code()},person{i}@example.com,bench\n" for i in range(size))
+        "".join(f"{new_code()},{name}{i}@example.com,bench\n" for i in range(size))
     )
 
-    def empty() -> None:
+    def prepare() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("TRUNCATE public.beta_invites")
+            conn.execute(reset)
             conn.execute("VACUUM ANALYZE public.beta_invites")
 
+    output = str(ctx.workdir / f"{name}-issued.csv")
     return Workload(
-        name="generate",
-        ours_label=f"invites generate ({size:,} from CSV)",
-        baseline_label="psql \\copy of the same rows (codes precomputed)",
-        prepare_ours=empty,
-        prepare_baseline=empty,
+        name=name,
+        ours_label=f"invites generate --output codes.csv ({size:,} from CSV{label})",
+        baseline_label=f"psql \\copy of the same rows{label} (codes precomputed)",
+        prepare_ours=prepare,
+        prepare_baseline=prepare,
         ours=lambda: run_quiet(
             [
                 *invites,
@@ -91,10 +92,8 @@ def generate(ctx: Context) -> Workload:
                 "bench",
                 "--recipients",
                 str(recipients),
-                "--format",
-                "csv",
                 "--output",
-                str(ctx.workdir / "issued.csv"),
+                output,
             ],
             env=ctx.env(url),
         ),
@@ -107,57 +106,31 @@ def generate(ctx: Context) -> Workload:
             ]
         ),
         target="<= 1.3",
-        notes=["ours also validates and normalises every address and skips people already invited"],
+        notes=[note],
+    )
+
+
+def generate(ctx: Context) -> Workload:
+    return issuing(
+        ctx,
+        "generate",
+        ctx.fresh_database("bench_generate"),
+        "TRUNCATE public.beta_invites",
+        "",
+        "ours also validates and normalises every address and skips people already invited",
     )
 
 
 def generate_into_big(ctx: Context) -> Workload:
-    """`generate` into a table that already holds `--big` invites: the "already invited" check
-    reads the existing table, so its cost follows the table, not the input."""
-    invites = invites_command()
-    size = ctx.size
-    url = big.clone(ctx, "bench_generate_big")
-    recipients = ctx.workdir / "recipients-big.csv"
-    recipients.write_text("email\n" + "".join(f"newcomer{i}@example.com\n" for i in range(size)))
-    precomputed = ctx.workdir / "precomputed-big.csv"
-    precomputed.write_text(
-        "".join(f"{new_code()},newcomer{i}@example.com,bench\n" for i in range(size))
-    )
-
-    def remove_bench_cohort() -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DELETE FROM public.beta_invites WHERE cohort = 'bench'")
-            conn.execute("VACUUM ANALYZE public.beta_invites")
-
-    return Workload(
-        name="generate-into-big",
-        ours_label=f"invites generate ({size:,} from CSV, into {ctx.big:,} invites)",
-        baseline_label="psql \\copy of the same rows into the same table (codes precomputed)",
-        prepare_ours=remove_bench_cohort,
-        prepare_baseline=remove_bench_cohort,
-        ours=lambda: run_quiet(
-            [
-                *invites,
-                "generate",
-                "--cohort",
-                "bench",
-                "--recipients",
-                str(recipients),
-                "--output",
-                str(ctx.workdir / "issued-big.csv"),
-            ],
-            env=ctx.env(url),
-        ),
-        baseline=lambda: run_quiet(
-            [
-                *psql_command(),
-                url,
-                "-c",
-                f"\\copy public.beta_invites (code, email, cohort) FROM '{precomputed}' CSV",
-            ]
-        ),
-        target="<= 1.3",
-        notes=["ours also reads the existing table to skip people already invited"],
+    """Into a table that already holds `--big` invites: the "already invited" check reads the
+    existing table, so its cost follows the table, not the input."""
+    return issuing(
+        ctx,
+        "generate-into-big",
+        big.clone(ctx, "bench_generate_big"),
+        "DELETE FROM public.beta_invites WHERE cohort = 'bench'",
+        f", into {ctx.big:,} invites",
+        "ours also reads the existing table to skip people already invited",
     )
 
 
