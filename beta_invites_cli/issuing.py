@@ -1,8 +1,8 @@
-"""Issuing invites: one COPY into a temporary table and one INSERT ... SELECT per batch.
+"""Issuing invites: a checked request, then one COPY straight into beta_invites.
 
 Issuing holds a transaction-level advisory lock, so two commands issuing to the same people at
 the same moment run one after the other and the second sees, and skips, what the first issued.
-Nobody gets two live codes unless --force asks for it.
+Nobody gets two live codes unless the request says to issue anyway (force).
 """
 
 from __future__ import annotations
