@@ -205,3 +205,34 @@ def run_invites(
 def invites(db_url: str) -> Invoke:
     """Run the CLI in-process against the test's database."""
     return Invoke(db_url)
+
+
+def redeem_concurrently(url: str, code: str, attempts: int, **connect: Any) -> list[str]:
+    """`attempts` threads redeem `code` at the same moment, each in its own transaction; the
+    outcome of each, sorted: "redeemed" or the refusal's status."""
+    import threading
+
+    import beta_invites_cli as api
+
+    barrier = threading.Barrier(attempts)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        with psycopg.connect(url, **connect) as conn:
+            barrier.wait()
+            try:
+                api.redeem(conn, code)
+                conn.commit()
+                result = "redeemed"
+            except api.InviteError as exc:
+                result = exc.status
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(outcomes)

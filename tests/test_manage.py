@@ -13,7 +13,7 @@ from psycopg import sql
 
 import beta_invites_cli as api
 from beta_invites_cli.sweep import sweep
-from tests.conftest import Invoke, invites_process
+from tests.conftest import Invoke, invites_process, redeem_concurrently
 
 CODES = {
     "pending": "PENDNGAAAAAAAAAA",
@@ -92,28 +92,8 @@ def test_every_refusal_has_its_own_exception(
 
 
 def test_fifty_concurrent_redemptions_one_winner(db_url: str, mixed: dict[str, str]) -> None:
-    barrier = threading.Barrier(50)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def attempt() -> None:
-        with psycopg.connect(db_url) as conn:
-            barrier.wait()
-            try:
-                api.redeem(conn, mixed["sent"])
-                conn.commit()
-                result = "redeemed"
-            except api.InviteError as exc:
-                result = exc.status
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=attempt) for _ in range(50)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["already_redeemed"] * 49 + ["redeemed"]
+    outcomes = redeem_concurrently(db_url, mixed["sent"], 50)
+    assert outcomes == ["already_redeemed"] * 49 + ["redeemed"]
 
 
 # -- the redeem command ---------------------------------------------------------------------------

@@ -4,7 +4,6 @@ prepared statement, nothing that outlives a transaction."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-import beta_invites_cli as api
-from tests.conftest import invites_process
+from tests.conftest import invites_process, redeem_concurrently
 from tests.smtp import Behaviour, SmtpServer
 from tests.test_issue_send import FROM, codes_in_db, people
 from tests.test_schema import SQL_FILES, tracked
@@ -91,27 +89,7 @@ def test_concurrent_redemptions_through_the_pooler(
     conn.execute(
         "INSERT INTO beta_invites (code, email, cohort) VALUES ('PQQPAAAAAAAAAAAA', 'p@example.com', 'c')"
     )
-    outcomes: list[str] = []
-    barrier = threading.Barrier(20)
-    lock = threading.Lock()
-
-    def attempt() -> None:
-        with psycopg.connect(pooled_db_url, prepare_threshold=None) as c:
-            barrier.wait()
-            try:
-                api.redeem(c, "PQQPAAAAAAAAAAAA")
-                c.commit()
-                result = "redeemed"
-            except api.InviteError as exc:
-                result = exc.status
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=attempt) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["already_redeemed"] * 19 + ["redeemed"]
+    outcomes = redeem_concurrently(pooled_db_url, "PQQPAAAAAAAAAAAA", 20, prepare_threshold=None)
+    assert outcomes == ["already_redeemed"] * 19 + ["redeemed"]
     redeemed = processes(pooled_db_url, {}, ["redeem", "PQQPAAAAAAAAAAAA"])
     assert redeemed[0][0] == 1
