@@ -8,6 +8,7 @@ from typing import IO, TYPE_CHECKING, Any
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from beta_invites_cli import exporting
 from beta_invites_cli.codes import normalise
 from beta_invites_cli.errors import UnknownCode
 from beta_invites_cli.filters import Filters
@@ -54,26 +55,20 @@ def invites(
         yield from cursor
 
 
-# Spreadsheet formula injection: a cell starting with = + - @ (or a tab or CR) is prefixed with
-# an apostrophe, as OWASP recommends. The same rule as the CLI's csv_safe, done by PostgreSQL.
-CSV_SAFE = sql.SQL(
-    "CASE WHEN left({0}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || {0} ELSE {0} END"
-)
-# Timestamps as ISO 8601 with offset, as everywhere else.
-ISO = sql.SQL("to_json({0}) #>> '{{}}'")
+def _csv_select(filters: Filters) -> tuple[sql.Composed, dict[str, Any]]:
+    columns: dict[str, sql.Composable] = {
+        key: exporting.CSV_SAFE.format(sql.Identifier(key)) for key in ("email", "cohort")
+    }
+    for key in ("created_at", "sent_at", "used_at", "expires_at"):
+        columns[key] = exporting.ISO.format(sql.Identifier(key))
+    return _list_query(filters, columns)
 
 
 def csv_copy(filters: Filters, limit: int | None = None) -> tuple[sql.Composed, dict[str, Any]]:
     """The COPY statement that exports matching invites as CSV (the benchmark's baseline runs
     this very statement through psql)."""
-    columns: dict[str, sql.Composable] = {
-        key: CSV_SAFE.format(sql.Identifier(key)) for key in ("email", "cohort")
-    }
-    for key in ("created_at", "sent_at", "used_at", "expires_at"):
-        columns[key] = ISO.format(sql.Identifier(key))
-    select, params = _list_query(filters, columns)
-    query = sql.SQL("COPY ({select}) TO STDOUT (FORMAT csv, HEADER)").format(select=select)
-    return query, {**params, "limit": limit}
+    select, params = _csv_select(filters)
+    return exporting.CSV_COPY.format(select=select), {**params, "limit": limit}
 
 
 def export_csv(
@@ -81,29 +76,15 @@ def export_csv(
 ) -> int:
     """Matching invites as CSV, formatted by PostgreSQL and streamed with COPY: as fast as psql's
     \\copy and in constant memory."""
-    query, params = csv_copy(filters, limit)
-    rows = 0
-    with conn.cursor().copy(query, params) as copy:
-        for chunk in copy:
-            out.write(chunk)
-            rows += bytes(chunk).count(b"\n")
-    return max(rows - 1, 0)
-
-
-# One JSON object per line, formatted by PostgreSQL. CSV format with control characters as
-# delimiter and quote writes each object exactly as it is: JSON escapes every control character
-# inside its strings, so neither ever occurs (text format would double every backslash).
-JSON_COPY = sql.SQL(
-    "COPY (SELECT row_to_json(invite) FROM ({select}) AS invite)"
-    " TO STDOUT (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')"
-)
+    select, params = _csv_select(filters)
+    return exporting.copy_csv(conn, select, {**params, "limit": limit}, out)
 
 
 def json_copy(filters: Filters, limit: int | None = None) -> tuple[sql.Composed, dict[str, Any]]:
     """The COPY statement that exports matching invites as JSON lines (keys as `list` shows
     them; timestamps ISO 8601 with offset, `infinity` as PostgreSQL writes it)."""
     select, params = _list_query(filters, {})
-    return JSON_COPY.format(select=select), {**params, "limit": limit}
+    return exporting.JSON_COPY.format(select=select), {**params, "limit": limit}
 
 
 def export_json(
@@ -115,22 +96,8 @@ def export_json(
     lines: bool = False,
 ) -> int:
     """Matching invites as a JSON list, or JSON lines, streamed: constant memory, psql's speed."""
-    query, params = json_copy(filters, limit)
-    rows = 0
-    with conn.cursor().copy(query, params) as copy:
-        for chunk in copy:
-            data = bytes(chunk)
-            if lines:
-                out.write(data)
-                rows += data.count(b"\n")
-                continue
-            for row in data.splitlines():
-                out.write(b",\n  " if rows else b"[\n  ")
-                out.write(row)
-                rows += 1
-    if not lines:
-        out.write(b"\n]\n" if rows else b"[]\n")
-    return rows
+    select, params = _list_query(filters, {})
+    return exporting.copy_json(conn, select, {**params, "limit": limit}, out, lines=lines)
 
 
 SHOW_KEYS = (

@@ -5,8 +5,9 @@ comma, semicolon or tab), or a plain list of one address per line, UTF-8 with or
 It is read a line at a time, so a huge or malformed file costs little memory and its errors
 quote only a short excerpt. Malformed CSV stops everything, naming the line: a record may not
 run over several lines, because a stray quote would otherwise swallow the rest of the file.
-Every address is validated (no DNS) and normalised (the domain lower-cased); duplicates are
-compared by `emailkey.key` and issued once.
+Every address is validated (no DNS) and normalised (the domain lower-cased). Nothing here keeps
+a recipient in memory: the caller streams them on (issuing spills them to disk), so a list of a
+million people costs what one line costs.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import csv
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
-from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError, excerpt
 
 MAX_EMAIL = 320
@@ -46,17 +45,8 @@ EMAIL_HEADERS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Recipient:
-    email: str  # as stored: the domain lower-cased
-    key: str  # for comparison (emailkey.key)
-
-
-@dataclass
-class RecipientList:
-    recipients: list[Recipient] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
+class BadAddress(ValueError):
+    """Not an email address; the message says why."""
 
 
 def check_cohort(cohort: str) -> str:
@@ -80,15 +70,16 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PLAIN = re.compile(rf"^({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[A-Za-z]{{2,63}})$")
 
 
-def _plain_address(address: str) -> Recipient | None:
+def _plain_address(address: str) -> str | None:
     match = _PLAIN.match(address)
     if match is None or len(address) > 254 or len(match.group(1)) > 64:
         return None
-    domain = match.group(2).lower()
+    local, domain = match.groups()
+    if not domain.islower():
+        domain = domain.lower()
     if "xn--" in domain or _special_use(domain):  # IDNA and special-use names: the full check
         return None
-    email = f"{match.group(1)}@{domain}"
-    return Recipient(email=email, key=email_key(email))
+    return f"{local}@{domain}"
 
 
 _SPECIAL_USE: frozenset[str] | None = None
@@ -112,10 +103,10 @@ def _special_use(domain: str) -> bool:
     return special
 
 
-def normalise_email(address: str) -> Recipient | str:
-    """The normalised address, or the reason it is not one."""
+def normalise_email(address: str) -> str:
+    """The address as stored (the domain lower-cased); BadAddress says why it is not one."""
     if len(address) > MAX_EMAIL:
-        return f"longer than {MAX_EMAIL} characters"
+        raise BadAddress(f"longer than {MAX_EMAIL} characters")
     plain = _plain_address(address)
     if plain is not None:
         return plain
@@ -124,12 +115,12 @@ def normalise_email(address: str) -> Recipient | str:
     try:
         valid = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
-        return str(exc).rstrip(".")
+        raise BadAddress(str(exc).rstrip(".")) from None
     local, _, domain = valid.normalized.rpartition("@")
     email = f"{local}@{domain.lower()}"
     if len(email) > MAX_EMAIL:
-        return f"longer than {MAX_EMAIL} characters"
-    return Recipient(email=email, key=email_key(email))
+        raise BadAddress(f"longer than {MAX_EMAIL} characters")
+    return email
 
 
 def lines_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
@@ -197,24 +188,12 @@ def _plain_list(
 
 
 def _csv_rows(
-    first: tuple[int, str], lines: Iterable[tuple[int, str]], source: str
+    first: tuple[int, str], lines: Iterator[tuple[int, str]], source: str
 ) -> Iterator[tuple[int, str]]:
     # Spreadsheets write excel-style CSV; only the delimiter varies (`;` in many locales). The
     # header names it: the most frequent of the three.
     delimiter = max(",;\t", key=first[1].count)
-    numbers: list[int] = []  # the file's line number of each line the reader consumed
-
-    def feed() -> Iterator[str]:
-        numbers.append(first[0])
-        yield first[1] + "\n"
-        for number, line in lines:
-            numbers.append(number)
-            yield line + "\n"
-
-    reader = csv.reader(feed(), csv.excel, delimiter=delimiter, strict=True)
-    header = _next_row(reader, numbers, source)
-    if header is None:
-        return
+    header = _record(first, lines, delimiter, source)
     index = next((i for i, name in enumerate(header) if _is_email_header(name)), None)
     if index is None:
         shown = excerpt(", ".join(header), 80)
@@ -222,60 +201,46 @@ def _csv_rows(
             f"{source}: no email column in the header line {first[0]} ({shown}); "
             "name it `email` (or E-mail, Email Address)"
         )
-    while True:
-        consumed = len(numbers)
-        row = _next_row(reader, numbers, source)
-        if row is None:
-            return
-        if len(numbers) - consumed > 1:
-            start, end = numbers[consumed], numbers[-1]
-            raise InvitesError(
-                f"{source}: line {start}: a quoted field runs on to line {end}; a stray quote? "
-                "(a record must fit on one line)"
-            )
+    # A record must fit on one line (see _record), so each line is parsed on its own; a line
+    # without quotes or carriage returns is, in excel's dialect, exactly its split.
+    for number, line in lines:
+        if '"' in line or "\r" in line:
+            row = _record((number, line), lines, delimiter, source)
+        elif not line.replace(delimiter, "").strip():
+            continue
+        else:
+            row = line.split(delimiter)
         if any(cell.strip() for cell in row):
-            yield numbers[-1], row[index].strip() if index < len(row) else ""
-        if len(numbers) > 1024:
-            del numbers[:-1]  # only the last few matter: keep memory flat
+            yield number, row[index].strip() if index < len(row) else ""
 
 
-def _next_row(reader: Any, numbers: list[int], source: str) -> list[str] | None:
-    start = len(numbers)
+def _record(
+    first: tuple[int, str], lines: Iterator[tuple[int, str]], delimiter: str, source: str
+) -> list[str]:
+    """The record that starts on `first`, which must end there: a quote left open would
+    otherwise swallow the lines after it. The lines it runs on to are read only to name them."""
+    number, line = first
     try:
-        return next(reader, None)
+        return next(csv.reader([line + "\n"], csv.excel, delimiter=delimiter, strict=True))
     except csv.Error as exc:
-        line = numbers[start] if start < len(numbers) else (numbers[-1] if numbers else 1)
-        reason = str(exc)
-        if "field larger than field limit" in reason or "unexpected end of data" in reason:
-            reason = "a quote opened here is never closed (a stray quote?)"
-        raise InvitesError(f"{source}: line {line}: malformed CSV: {reason}") from None
+        if "unexpected end of data" not in str(exc):
+            raise InvitesError(f"{source}: line {number}: malformed CSV: {exc}") from None
+    numbers = [number]
 
+    def feed() -> Iterator[str]:
+        yield line + "\n"
+        for later, text in lines:
+            numbers.append(later)
+            yield text + "\n"
 
-def collect(
-    sources: list[tuple[str, BinaryIO]], addresses: Sequence[tuple[str, str]] = ()
-) -> RecipientList:
-    """Check every address from the files (name, binary stream) and the (where, address) pairs
-    given one by one; `where` names them in problems."""
-    result = RecipientList()
-    seen: dict[str, str] = {}
-
-    def entries() -> Iterator[tuple[str, str]]:
-        for name, stream in sources:
-            label = "" if name == "-" else f"{name} "
-            for number, value in rows_of(stream, name):
-                yield f"{label}line {number}", value
-        yield from addresses
-
-    for where, value in entries():
-        checked = normalise_email(value)
-        if isinstance(checked, str):
-            result.problems.append(f"{where}: {excerpt(value)}: {checked}")
-            continue
-        if checked.key in seen:
-            result.duplicates.append(
-                f"{where}: {value} duplicates {seen[checked.key]}; issued once"
-            )
-            continue
-        seen[checked.key] = where
-        result.recipients.append(checked)
-    return result
+    try:
+        next(csv.reader(feed(), csv.excel, delimiter=delimiter, strict=True))
+    except csv.Error:
+        raise InvitesError(
+            f"{source}: line {number}: malformed CSV: "
+            "a quote opened here is never closed (a stray quote?)"
+        ) from None
+    raise InvitesError(
+        f"{source}: line {number}: a quoted field runs on to line {numbers[-1]}; a stray quote? "
+        "(a record must fit on one line)"
+    )

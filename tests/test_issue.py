@@ -324,11 +324,10 @@ def test_code_collisions_are_retried(
         sent_by=None,
         skip_invalid=False,
     )
-    result = issue(conn, request)
-    assert sorted((i.email, i.code) for i in result.created) == [
-        ("a@example.com", "CCCCCCCCCCCCCCCC"),
-        ("b@example.com", "DDDDDDDDDDDDDDDD"),
-    ]
+    with issue(conn, request) as issued:
+        created = [(r["email"], r["code"]) for r in issued.records(None)]
+    assert created == [("a@example.com", "CCCCCCCCCCCCCCCC"), ("b@example.com", "DDDDDDDDDDDDDDDD")]
+    assert rows(conn, "SELECT email, code FROM beta_invites WHERE cohort = 'press-x'") == created
 
 
 def test_concurrent_issuers_never_give_anyone_two_codes(db_url: str) -> None:
@@ -348,7 +347,8 @@ def test_concurrent_issuers_never_give_anyone_two_codes(db_url: str) -> None:
         try:
             with psycopg.connect(db_url, autocommit=True) as own:
                 barrier.wait()
-                issue(own, request)
+                with issue(own, request):
+                    pass
         except BaseException as exc:
             errors.append(exc)
 
@@ -470,7 +470,7 @@ def test_addresses_compare_alike_whatever_the_collation(admin_url: str, invites:
         second = run(
             "generate", "--cohort", "press-y", "--email", "åsa@example.com", "--format", "csv"
         )
-        assert second.exit_code == 0
+        assert second.exit_code == 0, second.stderr
         assert "skipped: åsa@example.com: already holds a live invite" in second.stderr
         listed = run("list", "--email", "åsa@EXAMPLE.com", "--format", "csv")
         assert listed.stdout.count("\n") == 2

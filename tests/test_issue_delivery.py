@@ -279,10 +279,11 @@ def test_full_disk_while_writing_the_outbox(
     db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     people(3, tmp_path)
-    # The file size limit makes every write fail as a full disk would (EFBIG, not a signal).
+    # The file size limit makes writes fail as a full disk would (EFBIG, not a signal): the
+    # spilled list of three people fits in 512 bytes, a message does not.
     script = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10));"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512));"
         "sys.argv = ['invites'] + sys.argv[1:];"
         "from beta_invites_cli.cli import main; main()"
     )

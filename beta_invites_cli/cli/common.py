@@ -37,11 +37,14 @@ def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def report_lines(kind: str, lines: list[str]) -> None:
+def report_lines(kind: str, lines: list[str], total: int | None = None) -> None:
+    """The first lines of a kind, then how many more there were (`total`, when only the first
+    few were kept)."""
+    total = len(lines) if total is None else total
     for line in lines[:SHOWN_LINES]:
         say(f"{kind} {line}")
-    if len(lines) > SHOWN_LINES:
-        say(f"... and {len(lines) - SHOWN_LINES} more {kind}")
+    if total > SHOWN_LINES:
+        say(f"... and {total - SHOWN_LINES} more {kind}")
 
 
 class App:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -31,12 +30,12 @@ from beta_invites_cli.cli.options import (
     format_option,
     issue_options,
 )
-from beta_invites_cli.cli.render import Column, OutputFile, csv_safe, format_for, plain, render
+from beta_invites_cli.cli.render import Column, OutputFile, format_for, render
 from beta_invites_cli.delivery import channel, engine
 from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.exits import ExitCode
 from beta_invites_cli.status import Status, condition
-from beta_invites_cli.template import check_signup_url, signup_link
+from beta_invites_cli.template import check_signup_url
 
 Connection = psycopg.Connection[Any]
 
@@ -83,19 +82,26 @@ def prepare(
         raise Problems(
             [
                 *exc.problems,
-                f"{len(exc.problems)} invalid address(es): nothing was issued "
+                *more_lines(exc.count - len(exc.problems), "invalid address(es)"),
+                f"{exc.count} invalid address(es): nothing was issued "
                 "(--skip-invalid issues the rest)",
             ]
         ) from None
 
 
-def report_issue(request: issuing.IssueRequest, result: issuing.IssueResult) -> None:
-    report_lines("duplicate:", request.found.duplicates)
-    report_lines("invalid:", request.found.problems)
-    report_lines("skipped:", [f"{email}: {why}" for email, why in result.skipped])
+def more_lines(count: int, kind: str) -> list[str]:
+    return [f"... and {count:,} more {kind}"] if count > 0 else []
+
+
+def report_issue(request: issuing.IssueRequest, issued: issuing.Issued) -> None:
+    report_lines("duplicate:", issued.duplicates, issued.duplicate_count)
+    report_lines("invalid:", request.problems, request.invalid)
+    report_lines(
+        "skipped:", [f"{email}: {why}" for email, why in issued.skipped], issued.skipped_count
+    )
     say(
-        f"created {len(result.created)}, skipped {len(result.skipped)}, "
-        f"invalid {len(request.found.problems)}, duplicates {len(request.found.duplicates)}"
+        f"created {issued.created}, skipped {issued.skipped_count}, "
+        f"invalid {request.invalid}, duplicates {issued.duplicate_count}"
     )
 
 
@@ -130,63 +136,49 @@ def generate(
 ) -> None:
     """Create invite codes for a list of people, without emailing them."""
     fmt = format_for(output, fmt)
-    request = prepare(app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid)
-    if not request.found.recipients and not request.found.problems:
-        raise click.UsageError("no recipients: give --recipients FILE or --email ADDRESS")
     signup_url = app.settings.get("INVITES_SIGNUP_URL")
     check_signup_url(signup_url)
-    # The output file is opened before anything is issued: a path that cannot be written must
-    # not leave people with codes nobody has (a re-run would skip them).
-    with OutputFile(output) as target, app.database.connect(autocommit=True) as conn:
-        check_user(conn, request.sent_by, "--sent-by")
-        result = issuing.issue(conn, request, force=force, mark_sent=mark_sent)
-        report_issue(request, result)
-        records = result.created
-        if target is not None:
+    with prepare(
+        app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid
+    ) as request:
+        if not request.given:
+            raise click.UsageError("no recipients: give --recipients FILE or --email ADDRESS")
+        # The output file is opened before anything is issued, and written before the invites
+        # are committed: a path that cannot be written leaves nobody with a code nobody has.
+        with OutputFile(output) as target, app.database.connect(autocommit=True) as conn:
+            check_user(conn, request.sent_by, "--sent-by")
             try:
-                write_invites(records, signup_url, fmt, target.handle, cohort)
-                target.commit()
+                with issuing.issue(conn, request, force=force, mark_sent=mark_sent) as issued:
+                    if target is not None:
+                        write_invites(issued, signup_url, fmt, target.handle)
+                    elif fmt != "table" or 0 < issued.created <= TABLE_LIMIT:
+                        write_invites(issued, signup_url, fmt, sys.stdout)
             except OSError as exc:
-                fail(
-                    f"the {len(records)} invite(s) were issued, but {output} could not be written "
-                    f"({exc.strerror}): `invites list --cohort {cohort} --format csv` lists them"
+                where = output if target is not None else "the output"
+                fail(f"{where} could not be written ({exc.strerror}): nothing was issued")
+            if target is not None:
+                target.commit()
+            report_issue(request, issued)
+            if target is not None:
+                say(f"wrote {issued.created} invite(s) to {output}")
+            elif fmt == "table" and issued.created > TABLE_LIMIT:
+                say(
+                    f"{issued.created} invites are too many to draw as a table: add --output "
+                    f"codes.csv, or run `invites list --cohort {cohort} --format csv`"
                 )
-            say(f"wrote {len(records)} invite(s) to {output}")
-        elif fmt == "table" and len(records) > TABLE_LIMIT:
-            say(
-                f"{len(records)} invites are too many to draw as a table: add --output codes.csv, "
-                f"or run `invites list --cohort {cohort} --format csv`"
-            )
-        elif records or fmt != "table":
-            write_invites(records, signup_url, fmt, sys.stdout, cohort)
 
 
-def write_invites(
-    created: list[issuing.IssuedInvite],
-    signup_url: str | None,
-    fmt: str,
-    out: IO[str],
-    cohort: str,
-) -> None:
-    """The new invites in `fmt`. CSV, the format of big batches, is written straight from the
-    rows: every invite of a batch shares its cohort and expiry, so those are formatted once."""
-    if fmt != "csv":
-        records = [
-            {**vars(invite), "link": signup_link(signup_url, invite.code)} for invite in created
-        ]
-        render(records, INVITE_COLUMNS, fmt, out, title=f"Invites for {cohort}")
+def write_invites(issued: issuing.Issued, signup_url: str | None, fmt: str, out: IO[str]) -> None:
+    """The new invites in `fmt`: csv, json and jsonl formatted by PostgreSQL and streamed (a
+    batch may hold a million), a table drawn from the rows."""
+    if fmt == "table":
+        title = f"Invites for {issued.request.cohort}"
+        render(issued.records(signup_url), INVITE_COLUMNS, fmt, out, title=title)
         return
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([column.key for column in INVITE_COLUMNS])
-    if not created:
-        return
-    shared_cohort = csv_safe(created[0].cohort)
-    expires = plain(created[0].expires_at)
-    url = signup_url or ""
-    writer.writerows(
-        (csv_safe(i.email), i.code, shared_cohort, expires, url.replace("{code}", i.code))
-        for i in created
-    )
+    out.flush()
+    binary = out.buffer  # type: ignore[attr-defined]
+    issued.export(fmt, binary, signup_url)
+    binary.flush()
 
 
 def open_channel(
@@ -241,37 +233,42 @@ def send(
     retry_uncertain: bool,
 ) -> None:
     """Issue invites to any new recipients, then email every unsent invite of the cohort."""
-    request = prepare(app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid)
-    chosen, head = open_channel(app, outbox, template_path)
-    with (
-        app.database.connect(autocommit=True) as conn,
-        app.database.connect(autocommit=True) as reader,
-    ):
-        check_user(conn, request.sent_by, "--sent-by")
-        if dry_run:
-            show_preview(conn, request, head, force, limit, retry_uncertain)
-            return
-        transport = chosen.open()
-        try:
-            # The mail server is reached before anything is issued or locked: one that cannot
-            # be reached (or never answers) changes nothing.
-            transport.connect()
-            result = issuing.issue(conn, request, force=force)
-            if request.found.recipients or request.found.problems:
-                report_issue(request, result)
-            outcome = deliver(conn, reader, cohort, head, transport, limit, rate, retry_uncertain)
-            earlier = 0 if retry_uncertain else engine.count(reader, cohort, UNCERTAIN)
-        finally:
-            transport.close()
-    earlier -= len(outcome.uncertain)
-    if earlier > 0:
-        warn(
-            f"warning: {earlier} invite(s) of {cohort} have an uncertain delivery from an earlier "
-            "run and were not sent again: `invites list --status uncertain` shows them, "
-            "--retry-uncertain sends them again (they may arrive twice)"
-        )
-    report_delivery(outcome, len(result.skipped), chosen.outbox)
-    finish_delivery(outcome)
+    with prepare(
+        app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid
+    ) as request:
+        chosen, head = open_channel(app, outbox, template_path)
+        with (
+            app.database.connect(autocommit=True) as conn,
+            app.database.connect(autocommit=True) as reader,
+        ):
+            check_user(conn, request.sent_by, "--sent-by")
+            if dry_run:
+                show_preview(conn, request, head, force, limit, retry_uncertain)
+                return
+            transport = chosen.open()
+            try:
+                # The mail server is reached before anything is issued or locked: one that cannot
+                # be reached (or never answers) changes nothing.
+                transport.connect()
+                with issuing.issue(conn, request, force=force) as issued:
+                    pass
+                if request.given:
+                    report_issue(request, issued)
+                outcome = deliver(
+                    conn, reader, cohort, head, transport, limit, rate, retry_uncertain
+                )
+                earlier = 0 if retry_uncertain else engine.count(reader, cohort, UNCERTAIN)
+            finally:
+                transport.close()
+        earlier -= len(outcome.uncertain)
+        if earlier > 0:
+            warn(
+                f"warning: {earlier} invite(s) of {cohort} have an uncertain delivery from an earlier "
+                "run and were not sent again: `invites list --status uncertain` shows them, "
+                "--retry-uncertain sends them again (they may arrive twice)"
+            )
+        report_delivery(outcome, issued.skipped_count, chosen.outbox)
+        finish_delivery(outcome)
 
 
 def deliver(
@@ -320,13 +317,15 @@ def show_preview(
     limit: int | None,
     retry_uncertain: bool,
 ) -> None:
-    would_issue = issuing.issue(conn, request, force=force, dry_run=True)
+    with issuing.issue(conn, request, force=force, dry_run=True) as would_issue:
+        pass
     preview = engine.preview(
         conn,
         request.cohort,
         head,
+        would_issue.first,
         would_issue.created,
-        len(would_issue.skipped),
+        would_issue.skipped_count,
         limit=limit,
         retry_uncertain=retry_uncertain,
     )

@@ -412,23 +412,25 @@ def preview(
     conn: psycopg.Connection[Any],
     cohort: str,
     letterhead: Letterhead,
-    new: list[Any],
+    first_new: Any,
+    new: int,
     skipped: int,
     *,
     limit: int | None,
     retry_uncertain: bool,
 ) -> Preview:
-    """`new` are the invites a real run would issue first (not issued: a dry run)."""
-    total = count(conn, cohort, sendable(retry_uncertain)) + len(new)
+    """`new` invites a real run would issue first (not issued: a dry run), the first of them
+    `first_new`."""
+    total = count(conn, cohort, sendable(retry_uncertain)) + new
     total = min(total, limit) if limit else total
     first = next(unsent(conn, cohort, retry_uncertain=retry_uncertain), None)
-    if first is None and new:
+    if first is None and first_new is not None:
         # Not issued yet: preview with a code drawn just for the preview.
-        first = Pending(UUID(int=0), new_code(), new[0].email, cohort, new[0].expires_at)
+        first = Pending(UUID(int=0), new_code(), first_new.email, cohort, first_new.expires_at)
     letter = problem = None
     if first is not None:
         try:
             letter = compose(letterhead, first)
         except DeliveryFailed as exc:
             problem = str(exc)
-    return Preview(letter, problem, len(new), skipped, total)
+    return Preview(letter, problem, new, skipped, total)
