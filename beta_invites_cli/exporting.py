@@ -11,7 +11,15 @@ if TYPE_CHECKING:
     import psycopg
 
 # Spreadsheet formula injection: a cell starting with = + - @ (or a tab or CR) is prefixed with
-# an apostrophe, as OWASP recommends. The same rule as the CLI's csv_safe, done by PostgreSQL.
+# an apostrophe, as OWASP recommends; in Python, and done by PostgreSQL.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula (OWASP: prefix =, +, -, @ with ')."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 CSV_SAFE = sql.SQL(
     "CASE WHEN left({0}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || {0} ELSE {0} END"
 )
@@ -30,7 +38,10 @@ JSON_COPY = sql.SQL(
 
 
 def copy_csv(
-    conn: psycopg.Connection[Any], select: sql.Composable, params: Any, out: IO[bytes]
+    conn: psycopg.Connection[Any],
+    select: sql.Composable,
+    params: Any,
+    out: IO[bytes],
 ) -> int:
     """The rows of `select` as CSV with a header line; returns how many rows."""
     rows = 0

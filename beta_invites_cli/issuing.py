@@ -13,7 +13,12 @@ Nobody gets two live codes unless the request says to issue anyway (force).
 
 from __future__ import annotations
 
+import array
+import csv
+import io
+import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,8 +31,9 @@ from psycopg import sql
 
 from beta_invites_cli import exporting
 from beta_invites_cli.codes import new_codes
+from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError, ValidationFailed, excerpt
-from beta_invites_cli.recipients import BadAddress, check_cohort, normalise_email, rows_of
+from beta_invites_cli.recipients import check_cohort, normalise_many, rows_of
 from beta_invites_cli.status import Status, condition
 
 if TYPE_CHECKING:
@@ -36,7 +42,6 @@ if TYPE_CHECKING:
 ISSUE_LOCK_KEY = 7_140_990_002
 MAX_CODE_ATTEMPTS = 5
 KEPT = 1_000  # problems, duplicates and skips kept to show; the rest are counted
-BATCH = 4_096  # recipients written to the spill file at once
 EMAIL_OPTION = "--email"
 
 
@@ -57,8 +62,10 @@ class InvalidRecipients(ValidationFailed):
 
 
 class Spill:
-    """The checked recipients, as COPY text rows `ord, source, line, email, code` in an
-    anonymous temporary file (nothing to clean up, whatever happens to the process)."""
+    """The checked recipients, as COPY text rows `ord, source, line, email, key, code` in an
+    anonymous temporary file (nothing to clean up, whatever happens to the process). The key
+    (emailkey.key, what migration 995's function computes) is worked out here, where it costs
+    a tenth of what the SQL function costs per row."""
 
     def __init__(self) -> None:
         # Closed by close(): the request that owns it outlives this constructor.
@@ -66,15 +73,19 @@ class Spill:
         self.size = 0
         self.count = 0
 
-    def append(self, rows: list[tuple[int, int, str]]) -> None:
-        """(source, line, email) rows; each gets the next position and a fresh code."""
+    def append(self, source: int, rows: list[tuple[int, str]]) -> None:
+        """(line, email) rows of one source; each gets the next position and a fresh code."""
         start = self.count
         codes = new_codes(len(rows))
         text = "".join(
-            f"{start + i}\t{source}\t{line}\t{email}\t{code}\n"
-            for i, ((source, line, email), code) in enumerate(zip(rows, codes, strict=True))
+            f"{start + i}\t{source}\t{line}\t{email}\t{email_key(email)}\t{code}\n"
+            for i, ((line, email), code) in enumerate(zip(rows, codes, strict=True))
         )
-        data = text.encode("utf-8")
+        if "\\" in text:  # COPY's text format reads a backslash as an escape
+            text = text.replace("\\", "\\\\")
+        self.write(text.encode("utf-8"), len(rows))
+
+    def write(self, data: bytes, count: int) -> None:
         try:
             self._file.write(data)
             self._file.flush()
@@ -84,7 +95,7 @@ class Spill:
                 f"set TMPDIR to a directory with room for about {self.size * 2 // 1024 + 1} KiB"
             ) from None
         self.size += len(data)
-        self.count += len(rows)
+        self.count += count
 
     def blocks(self, size: int = 1 << 18) -> Iterator[bytes]:
         """The rows, read with pread: several transactions may load one spill at once."""
@@ -92,8 +103,32 @@ class Spill:
         for offset in range(0, self.size, size):
             yield os.pread(descriptor, size, offset)
 
+    def rows(self) -> Iterator[list[list[str]]]:
+        """The rows, split into their fields (COPY text), a block at a time."""
+        rest = b""
+        for block in self.blocks():
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            rest = block[cut:]
+            yield [line.split("\t") for line in block[:cut].decode("utf-8").split("\n")[:-1]]
+
     def close(self) -> None:
         self._file.close()
+
+
+def copy_text(value: str) -> str:
+    """`value` as a field of COPY's text format (addresses and labels never need it, but a
+    backslash would otherwise be read as an escape)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\\", "\\\\").replace("\t", "\\t")
+        value = value.replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def from_copy_text(value: str) -> str:
+    if "\\" not in value:
+        return value
+    return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n", "r": "\r"}.get(m[1], m[1]), value)
 
 
 @dataclass
@@ -159,43 +194,40 @@ def _check_all(
     sources: Sequence[tuple[str, BinaryIO]],
     addresses: Sequence[tuple[str, str]],
 ) -> None:
-    batch: list[tuple[int, int, str]] = []
-
-    def entries() -> Iterator[tuple[int, int, str]]:
+    def chunks() -> Iterator[tuple[int, list[tuple[int, str]]]]:
         for source, (name, stream) in enumerate(sources):
-            for line, value in rows_of(stream, name):
-                yield source, line, value
-        for position, (_, value) in enumerate(addresses, 1):
-            yield len(sources), position, value
+            for rows in rows_of(stream, name):
+                yield source, rows
+        yield len(sources), [(position, value) for position, (_, value) in enumerate(addresses, 1)]
 
-    for source, line, value in entries():
-        try:
-            batch.append((source, line, normalise_email(value)))
-        except BadAddress as exc:
+    for source, rows in chunks():
+        valid, invalid = normalise_many(rows)
+        for line, value, reason in invalid:
             request.invalid += 1
             if len(request.problems) < KEPT:
-                request.problems.append(f"{request.place(source, line)}: {excerpt(value)}: {exc}")
-            continue
-        if len(batch) == BATCH:
-            request.spill.append(batch)
-            batch = []
-    if batch:
-        request.spill.append(batch)
+                request.problems.append(
+                    f"{request.place(source, line)}: {excerpt(value)}: {reason}"
+                )
+        if valid:
+            request.spill.append(source, valid)
 
 
-COHORT = sql.SQL("%(cohort)s::text")
-EXPIRES_AT = sql.SQL("%(expires_at)s::timestamptz")
+@dataclass(frozen=True)
+class Output:
+    """Where `issue` writes the new invites, as it inserts them."""
+
+    fmt: str  # csv, json or jsonl
+    sink: IO[bytes]  # rewound and written again if a code collision makes the insert start over
+    signup_url: str | None
 
 
 @dataclass
 class Issued:
-    """What an issue did (or, in a dry run, would do), and the new invites while its
-    transaction is open."""
+    """What an issue did (or, in a dry run, would do)."""
 
     conn: psycopg.Connection[Any]
     request: IssueRequest
     created: int = 0
-    expires_at: datetime | None = None
     first: IssuedInvite | None = None
     duplicates: list[str] = field(default_factory=list)  # the first KEPT
     duplicate_count: int = 0
@@ -203,45 +235,12 @@ class Issued:
     skipped_count: int = 0
 
     def records(self, signup_url: str | None) -> Iterator[dict[str, Any]]:
-        """The new invites, in input order: email, code, cohort, expires_at, link."""
+        """The new invites in input order (email, code, cohort, expires_at, link), while the
+        transaction that issued them is open."""
         from psycopg.rows import dict_row
 
-        query, params = self._select(signup_url, {})
         with self.conn.cursor(row_factory=dict_row) as cursor:
-            yield from cursor.execute(query, params)
-
-    def export(self, fmt: str, out: IO[bytes], signup_url: str | None) -> int:
-        """The new invites as csv, json or jsonl, formatted by PostgreSQL and streamed."""
-        if fmt == "csv":
-            columns: dict[str, sql.Composable] = {
-                "email": exporting.CSV_SAFE.format(sql.Identifier("email")),
-                "cohort": exporting.CSV_SAFE.format(COHORT),
-                "expires_at": exporting.ISO.format(EXPIRES_AT),
-            }
-            query, params = self._select(signup_url, columns)
-            return exporting.copy_csv(self.conn, query, params, out)
-        query, params = self._select(signup_url, {})
-        return exporting.copy_json(self.conn, query, params, out, lines=fmt == "jsonl")
-
-    def _select(
-        self, signup_url: str | None, columns: dict[str, sql.Composable]
-    ) -> tuple[sql.Composed, dict[str, Any]]:
-        defaults = {"email": sql.Identifier("email"), "cohort": COHORT, "expires_at": EXPIRES_AT}
-        query = sql.SQL(
-            """
-            SELECT {email} AS email, code, {cohort} AS cohort, {expires_at} AS expires_at,
-                   replace(%(url)s::text, '{{code}}', code) AS link
-              FROM pg_temp.invites_incoming
-             WHERE verdict IS NULL
-             ORDER BY ord
-            """
-        ).format(**{**defaults, **columns})
-        params = {
-            "cohort": self.request.cohort,
-            "expires_at": self.expires_at,
-            "url": signup_url,
-        }
-        return query, params
+            yield from cursor.execute(RECORDS, {"url": signup_url})
 
 
 # The recipients, loaded from the spill. `key` is how addresses compare (migration 995).
@@ -252,7 +251,7 @@ CREATE_INCOMING = """
       line bigint NOT NULL,
       email text NOT NULL,
       code text NOT NULL,
-      key text GENERATED ALWAYS AS (public.invites_email_key(email)) STORED,
+      key text NOT NULL,
       verdict text,
       first_ord bigint
     ) ON COMMIT DROP
@@ -270,19 +269,20 @@ MARK_DUPLICATES = """
 """
 
 # People who hold a live or a redeemed invite are skipped. Each recipient is looked up in the
-# email-key index, so the cost follows the input, not the table.
+# email-key index, so the cost follows the input, not the table. OFFSET 0 keeps each EXISTS a
+# per-row probe: as a join, the planner would hash the whole table, calling the key function
+# for every invite (it cannot see that the function costs more than the probes).
 MARK_HELD = sql.SQL(
     """
     UPDATE pg_temp.invites_incoming AS i
-       SET verdict = held.verdict
-      FROM pg_temp.invites_incoming AS r
-      CROSS JOIN LATERAL (
-        SELECT CASE WHEN bool_or({redeemed}) THEN 'redeemed' ELSE 'live' END AS verdict
-          FROM public.beta_invites AS b
-         WHERE public.invites_email_key(b.email) = r.key AND ({redeemed} OR {pending})
-        HAVING count(*) > 0
-      ) AS held
-     WHERE r.verdict IS NULL AND i.ord = r.ord
+       SET verdict = CASE WHEN EXISTS (SELECT 1 FROM public.beta_invites AS b
+                                        WHERE public.invites_email_key(b.email) = i.key
+                                          AND {redeemed} OFFSET 0)
+                          THEN 'redeemed' ELSE 'live' END
+     WHERE i.verdict IS NULL
+       AND EXISTS (SELECT 1 FROM public.beta_invites AS b
+                    WHERE public.invites_email_key(b.email) = i.key
+                      AND ({redeemed} OR {pending}) OFFSET 0)
     """
 ).format(redeemed=condition(Status.REDEEMED), pending=condition(Status.PENDING))
 
@@ -294,21 +294,28 @@ VERDICTS = """
      ORDER BY i.ord
 """
 
-# Without an expiry the column is left out, so the table's own default applies.
-INSERT = """
-    INSERT INTO public.beta_invites (code, email, cohort, sent_by, sent_at)
-    SELECT code, email, %(cohort)s, %(sent_by)s, %(sent_at)s
-      FROM pg_temp.invites_incoming
-     WHERE verdict IS NULL
-     ORDER BY ord
+RECORDS = """
+    SELECT i.email, i.code, b.cohort, b.expires_at,
+           replace(%(url)s::text, '{code}', i.code) AS link
+      FROM pg_temp.invites_incoming AS i
+      JOIN public.beta_invites AS b USING (code)
+     WHERE i.verdict IS NULL
+     ORDER BY i.ord
 """
-INSERT_EXPIRING = """
-    INSERT INTO public.beta_invites (code, email, cohort, sent_by, sent_at, expires_at)
-    SELECT code, email, %(cohort)s, %(sent_by)s, %(sent_at)s, %(expires_at)s
-      FROM pg_temp.invites_incoming
-     WHERE verdict IS NULL
-     ORDER BY ord
+
+EXCLUDED = "SELECT ord FROM pg_temp.invites_incoming WHERE verdict IS NOT NULL ORDER BY ord"
+
+# The table's own default expiry (the seed's 30 days), evaluated once for the whole batch.
+DEFAULT_EXPIRY = """
+    SELECT pg_get_expr(d.adbin, d.adrelid)
+      FROM pg_attrdef AS d
+      JOIN pg_attribute AS a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+     WHERE d.adrelid = 'public.beta_invites'::regclass AND a.attname = 'expires_at'
 """
+
+COPY_INVITES = (
+    "COPY public.beta_invites (code, email, cohort, sent_by, sent_at, expires_at) FROM STDIN"
+)
 
 # The rows whose code is taken, by an existing invite or by another row of this input.
 COLLIDING = """
@@ -330,57 +337,172 @@ def issue(
     force: bool = False,
     mark_sent: bool = False,
     dry_run: bool = False,
+    output: Output | None = None,
 ) -> Iterator[Issued]:
     """Create the invites of a checked request in one transaction, committed when the block
-    ends without an error (rolled back in a dry run). Inside the block, `Issued` exports them.
+    ends without an error (rolled back in a dry run), and write them to `output` on the way.
 
-    A code that collides with an existing one aborts the insert: it is rolled back to a
-    savepoint and the colliding rows draw new codes, so a collision never reaches the operator.
+    The new rows go into beta_invites with COPY, as fast as PostgreSQL loads data. A code that
+    collides with an existing one aborts the COPY: it is rolled back to a savepoint, the
+    colliding rows draw new codes and the output is written again, so a collision never
+    reaches the operator.
     """
     import psycopg
 
     issued = Issued(conn, request)
     with conn.transaction(force_rollback=dry_run):
+        # The estimates of the probes below are huge and wrong: compiling them costs more than
+        # running them.
+        conn.execute("SET LOCAL jit = off")
         conn.execute("DROP TABLE IF EXISTS pg_temp.invites_incoming")
         conn.execute(CREATE_INCOMING)
         with conn.cursor().copy(
-            "COPY pg_temp.invites_incoming (ord, source, line, email, code) FROM STDIN"
+            "COPY pg_temp.invites_incoming (ord, source, line, email, key, code) FROM STDIN"
         ) as copy:
             for block in request.spill.blocks():
                 copy.write(block)
-        conn.execute("ANALYZE pg_temp.invites_incoming")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ISSUE_LOCK_KEY,))
         conn.execute(MARK_DUPLICATES)
         if not force:
             conn.execute(MARK_HELD)
         _read_verdicts(issued)
-        clock = conn.execute("SELECT now(), now() + %s::interval", (request.expires_in,)).fetchone()
-        assert clock is not None
-        params = {
-            "cohort": request.cohort,
-            "sent_by": request.sent_by,
-            "sent_at": clock[0] if mark_sent else None,
-            "expires_at": clock[1],
-        }
-        for _ in range(MAX_CODE_ATTEMPTS):
-            try:
-                with conn.transaction():
-                    cursor = conn.execute(
-                        INSERT if request.expires_in is None else INSERT_EXPIRING, params
-                    )
-            except psycopg.errors.UniqueViolation as exc:
-                if "code" not in (exc.diag.constraint_name or ""):
-                    raise
-                _redraw(conn)  # a code collided: those rows draw again
-                continue
-            issued.created = cursor.rowcount
-            break
-        else:
-            raise InvitesError("could not draw unused invite codes; nothing was issued")
-        if issued.created:
-            _read_first(issued)
+        batch = _batch(conn, request, mark_sent)
+        spill = request.spill
+        try:
+            for _ in range(MAX_CODE_ATTEMPTS):
+                try:
+                    with conn.transaction():
+                        issued.created, issued.first = _copy(conn, spill, batch, output)
+                except psycopg.errors.UniqueViolation as exc:
+                    if "code" not in (exc.diag.constraint_name or ""):
+                        raise
+                    if spill is not request.spill:
+                        spill.close()
+                    spill = _redraw(conn)  # a code collided: those rows draw again
+                    continue
+                break
+            else:
+                raise InvitesError("could not draw unused invite codes; nothing was issued")
+        finally:
+            if spill is not request.spill:
+                spill.close()
         yield issued
         conn.execute("DROP TABLE pg_temp.invites_incoming")
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What every new invite of a request shares."""
+
+    cohort: str
+    expires_at: datetime
+    copy_suffix: str  # the COPY text fields after code and email
+
+
+def _batch(conn: psycopg.Connection[Any], request: IssueRequest, mark_sent: bool) -> _Batch:
+    if request.expires_in is None:
+        row = conn.execute(DEFAULT_EXPIRY).fetchone()
+        if row is None or row[0] is None:
+            raise InvitesError("beta_invites.expires_at has no default: pass --expires-in")
+        expiry = sql.SQL("SELECT now(), {}").format(sql.SQL(row[0]))  # the table's own default
+        clock = conn.execute(expiry).fetchone()
+    else:
+        clock = conn.execute("SELECT now(), now() + %s", (request.expires_in,)).fetchone()
+    assert clock is not None
+    now, expires_at = clock
+    fields = [
+        copy_text(request.cohort),
+        r"\N" if request.sent_by is None else str(request.sent_by),
+        now.isoformat() if mark_sent else r"\N",
+        expires_at.isoformat(),
+    ]
+    return _Batch(request.cohort, expires_at, "\t" + "\t".join(fields) + "\n")
+
+
+def _copy(
+    conn: psycopg.Connection[Any], spill: Spill, batch: _Batch, output: Output | None
+) -> tuple[int, IssuedInvite | None]:
+    """COPY the rows not excluded by a verdict into beta_invites, writing the output as they
+    go (while PostgreSQL works on one block, Python prepares the next). Returns how many, and
+    the first."""
+    # Read before the COPY starts (one connection runs one statement): 8 bytes a row.
+    positions = array.array("q")
+    for row in conn.cursor().stream(EXCLUDED):
+        positions.append(row[0])
+    excluded = map(str, positions)
+    skip = next(excluded, None)
+    writer = _Writer(output, batch) if output is not None else None
+    created = 0
+    first: IssuedInvite | None = None
+    with conn.cursor().copy(COPY_INVITES) as copy:
+        for rows in spill.rows():
+            kept: list[tuple[str, str]] = []
+            for position, _source, _line, email, _key, code in rows:
+                if position == skip:
+                    skip = next(excluded, None)
+                    continue
+                kept.append((email, code))
+            suffix = batch.copy_suffix
+            copy.write("".join(f"{code}\t{email}{suffix}" for email, code in kept))
+            if writer is not None:
+                writer.write(kept)
+            if first is None and kept:
+                email, code = kept[0]
+                first = IssuedInvite(from_copy_text(email), code, batch.cohort, batch.expires_at)
+            created += len(kept)
+    if writer is not None:
+        writer.finish()
+    return created, first
+
+
+class _Writer:
+    """The new invites as csv, json or jsonl: email, code, cohort, expires_at, link."""
+
+    def __init__(self, output: Output, batch: _Batch) -> None:
+        self.output = output
+        self.sink = output.sink
+        self.sink.seek(0)
+        self.sink.truncate()
+        self.cohort = batch.cohort
+        self.expires = batch.expires_at.isoformat()
+        self.rows = 0
+        if output.fmt == "csv":
+            self.sink.write(b"email,code,cohort,expires_at,link\n")
+
+    def link(self, code: str) -> str | None:
+        url = self.output.signup_url
+        return url.replace("{code}", code) if url else None
+
+    def write(self, kept: list[tuple[str, str]]) -> None:
+        rows = [(from_copy_text(email), code) for email, code in kept]
+        if self.output.fmt == "csv":
+            text = io.StringIO()
+            cohort = exporting.csv_safe(self.cohort)
+            csv.writer(text, lineterminator="\n").writerows(
+                (exporting.csv_safe(email), code, cohort, self.expires, self.link(code) or "")
+                for email, code in rows
+            )
+            self.sink.write(text.getvalue().encode("utf-8"))
+            self.rows += len(rows)
+            return
+        for email, code in rows:
+            record = {
+                "email": email,
+                "code": code,
+                "cohort": self.cohort,
+                "expires_at": self.expires,
+                "link": self.link(code),
+            }
+            line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            if self.output.fmt == "jsonl":
+                self.sink.write(line.encode("utf-8") + b"\n")
+            else:
+                self.sink.write((b",\n  " if self.rows else b"[\n  ") + line.encode("utf-8"))
+            self.rows += 1
+
+    def finish(self) -> None:
+        if self.output.fmt == "json":
+            self.sink.write(b"\n]\n" if self.rows else b"[]\n")
 
 
 def _read_verdicts(issued: Issued) -> None:
@@ -400,21 +522,8 @@ def _read_verdicts(issued: Issued) -> None:
                     issued.skipped.append((email, WHY[verdict]))
 
 
-def _read_first(issued: Issued) -> None:
-    row = issued.conn.execute(
-        """
-        SELECT b.email, b.code, b.expires_at
-          FROM public.beta_invites AS b
-          JOIN (SELECT code FROM pg_temp.invites_incoming
-                 WHERE verdict IS NULL ORDER BY ord LIMIT 1) AS i USING (code)
-        """
-    ).fetchone()
-    assert row is not None
-    issued.expires_at = row[2]  # the table's default expiry, when none was asked for
-    issued.first = IssuedInvite(row[0], row[1], issued.request.cohort, row[2])
-
-
-def _redraw(conn: psycopg.Connection[Any]) -> None:
+def _redraw(conn: psycopg.Connection[Any]) -> Spill:
+    """New codes for the rows whose code is taken; the rows again, as a new spill."""
     taken = [row[0] for row in conn.execute(COLLIDING)]
     conn.execute(
         """
@@ -424,3 +533,12 @@ def _redraw(conn: psycopg.Connection[Any]) -> None:
         """,
         (taken, new_codes(len(taken))),
     )
+    spill = Spill()
+    with conn.cursor().copy(
+        "COPY (SELECT ord, source, line, email, key, code FROM pg_temp.invites_incoming"
+        " ORDER BY ord) TO STDOUT"
+    ) as copy:
+        for chunk in copy:
+            data = bytes(chunk)
+            spill.write(data, data.count(b"\n"))
+    return spill

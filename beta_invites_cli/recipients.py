@@ -77,7 +77,7 @@ def _plain_address(address: str) -> str | None:
     local, domain = match.groups()
     if not domain.islower():
         domain = domain.lower()
-    if "xn--" in domain or _special_use(domain):  # IDNA and special-use names: the full check
+    if not _plain_domain(domain):
         return None
     return f"{local}@{domain}"
 
@@ -86,11 +86,12 @@ _SPECIAL_USE: frozenset[str] | None = None
 _DOMAIN_OK: dict[str, bool] = {}  # recipients share a handful of domains: decide each once
 
 
-def _special_use(domain: str) -> bool:
-    """Names email-validator refuses (localhost, .test, ...): left to it to explain."""
+def _plain_domain(domain: str) -> bool:
+    """False for names email-validator must see: IDNA (xn--) and special-use names
+    (localhost, .test, ...), which it refuses and explains."""
     known = _DOMAIN_OK.get(domain)
     if known is not None:
-        return not known
+        return known
     global _SPECIAL_USE
     if _SPECIAL_USE is None:
         from email_validator import SPECIAL_USE_DOMAIN_NAMES
@@ -98,9 +99,34 @@ def _special_use(domain: str) -> bool:
         _SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
     labels = domain.split(".")
     special = any(".".join(labels[i:]) in _SPECIAL_USE for i in range(len(labels)))
+    plain = not special and "xn--" not in domain
     if len(_DOMAIN_OK) < 10_000:
-        _DOMAIN_OK[domain] = not special
-    return special
+        _DOMAIN_OK[domain] = plain
+    return plain
+
+
+def normalise_many(
+    values: list[tuple[int, str]],
+) -> tuple[list[tuple[int, str]], list[tuple[int, str, str]]]:
+    """normalise_email over (line, value) pairs: (line, address) for the valid ones and
+    (line, value, reason) for the others. The plain ASCII case is inlined: it is nearly every
+    address of a big list."""
+    valid: list[tuple[int, str]] = []
+    invalid: list[tuple[int, str, str]] = []
+    match = _PLAIN.match
+    known = _DOMAIN_OK
+    for line, value in values:
+        found = match(value)
+        if found is not None and len(value) <= 254:
+            local, domain = found.groups()
+            if len(local) <= 64 and domain.islower() and known.get(domain):
+                valid.append((line, value))
+                continue
+        try:
+            valid.append((line, normalise_email(value)))
+        except BadAddress as exc:
+            invalid.append((line, value, str(exc)))
+    return valid, invalid
 
 
 def normalise_email(address: str) -> str:
@@ -123,8 +149,9 @@ def normalise_email(address: str) -> str:
     return email
 
 
-def lines_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
-    """(line number, text without its line break), decoded as UTF-8 a chunk at a time."""
+def line_chunks(stream: BinaryIO, source: str) -> Iterator[tuple[int, list[str]]]:
+    """(number of the first line, lines without their line breaks), decoded as UTF-8 a
+    chunk at a time."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     number = 0
     pending = ""
@@ -137,18 +164,28 @@ def lines_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
             raise InvitesError(
                 f"{source}: line {bad} is not valid UTF-8 (save the file as UTF-8 and try again)"
             ) from None
-        *complete, pending = pending.split("\n")
-        for line in complete:
-            number += 1
-            if len(line) > MAX_LINE:
-                raise _too_long(source, number)
-            yield number, line.removesuffix("\r")
+        carriage_returns = "\r" in pending
+        lines = pending.split("\n")
+        pending = lines.pop()
+        if lines:
+            if max(map(len, lines)) > MAX_LINE:
+                longest = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE)
+                raise _too_long(source, number + longest + 1)
+            if carriage_returns:
+                lines = [line.removesuffix("\r") for line in lines]
+            yield number + 1, lines
+            number += len(lines)
         if len(pending) > MAX_LINE:
             raise _too_long(source, number + 1)
         if not chunk:
             break
     if pending:
-        yield number + 1, pending.removesuffix("\r")
+        yield number + 1, [pending.removesuffix("\r")]
+
+
+def _numbered(chunks: Iterable[tuple[int, list[str]]]) -> Iterator[tuple[int, str]]:
+    for start, lines in chunks:
+        yield from enumerate(lines, start)
 
 
 def _too_long(source: str, number: int) -> InvitesError:
@@ -162,38 +199,43 @@ def _is_email_header(name: str) -> bool:
     return re.sub(r"[\W_]+", "", name.lower()) in EMAIL_HEADERS
 
 
-def rows_of(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
-    """(line number, address) pairs from a CSV with an email column or a plain list."""
-    lines = lines_of(stream, source)
+def rows_of(stream: BinaryIO, source: str) -> Iterator[list[tuple[int, str]]]:
+    """(line number, address) pairs from a CSV with an email column or a plain list, a chunk
+    of the file at a time."""
+    chunks = line_chunks(stream, source)
     first: tuple[int, str] | None = None
-    for number, line in lines:
-        if line.strip():
-            first = (number, line)
+    after: list[str] = []
+    for start, lines in chunks:
+        offset = next((i for i, line in enumerate(lines) if line.strip()), None)
+        if offset is not None:
+            first, after = (start + offset, lines[offset]), lines[offset + 1 :]
             break
     if first is None:
         return
-    number, text = first
+    rest = itertools.chain([(first[0] + 1, after)], chunks)
+    text = first[1]
     if not any(d in text for d in ",;\t") and not _is_email_header(text.strip()):
-        yield from _plain_list(first, lines)
+        yield from _plain_list(itertools.chain([(first[0], [text])], rest))
     else:
-        yield from _csv_rows(first, lines, source)
+        yield from _csv_rows(first, rest, source)
 
 
-def _plain_list(
-    first: tuple[int, str], lines: Iterable[tuple[int, str]]
-) -> Iterator[tuple[int, str]]:
-    for number, line in itertools.chain([first], lines):
-        if line.strip() and not line.lstrip().startswith("#"):
-            yield number, line.strip()
+def _plain_list(chunks: Iterable[tuple[int, list[str]]]) -> Iterator[list[tuple[int, str]]]:
+    for start, lines in chunks:
+        yield [
+            (number, value)
+            for number, line in enumerate(lines, start)
+            if (value := line.strip()) and not value.startswith("#")
+        ]
 
 
 def _csv_rows(
-    first: tuple[int, str], lines: Iterator[tuple[int, str]], source: str
-) -> Iterator[tuple[int, str]]:
+    first: tuple[int, str], chunks: Iterator[tuple[int, list[str]]], source: str
+) -> Iterator[list[tuple[int, str]]]:
     # Spreadsheets write excel-style CSV; only the delimiter varies (`;` in many locales). The
     # header names it: the most frequent of the three.
     delimiter = max(",;\t", key=first[1].count)
-    header = _record(first, lines, delimiter, source)
+    header = _record(first, _numbered(chunks), delimiter, source)
     index = next((i for i, name in enumerate(header) if _is_email_header(name)), None)
     if index is None:
         shown = excerpt(", ".join(header), 80)
@@ -201,11 +243,35 @@ def _csv_rows(
             f"{source}: no email column in the header line {first[0]} ({shown}); "
             "name it `email` (or E-mail, Email Address)"
         )
-    # A record must fit on one line (see _record), so each line is parsed on its own; a line
-    # without quotes or carriage returns is, in excel's dialect, exactly its split.
+    # A record must fit on one line (see _record), so each line is parsed on its own. In excel's
+    # dialect a line without quotes or carriage returns is exactly its split, and a file with
+    # one column and no delimiter is its lines.
+    for start, lines in chunks:
+        text = "\n".join(lines)
+        if '"' in text or "\r" in text:
+            yield list(_quoted_rows(enumerate(lines, start), chunks, delimiter, index, source))
+        elif len(header) == 1 and delimiter not in text:
+            yield [(n, value) for n, line in enumerate(lines, start) if (value := line.strip())]
+        else:
+            rows = []
+            for number, line in enumerate(lines, start):
+                if line.replace(delimiter, "").strip():
+                    cells = line.split(delimiter)
+                    rows.append((number, cells[index].strip() if index < len(cells) else ""))
+            yield rows
+
+
+def _quoted_rows(
+    lines: Iterator[tuple[int, str]],
+    chunks: Iterator[tuple[int, list[str]]],
+    delimiter: str,
+    index: int,
+    source: str,
+) -> Iterator[tuple[int, str]]:
     for number, line in lines:
         if '"' in line or "\r" in line:
-            row = _record((number, line), lines, delimiter, source)
+            later = itertools.chain(lines, _numbered(chunks))
+            row = _record((number, line), later, delimiter, source)
         elif not line.replace(delimiter, "").strip():
             continue
         else:

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from beta_invites_cli.codes import ALPHABET, LENGTH, new_code, normalise
+from beta_invites_cli.codes import ALPHABET, LENGTH, new_code, new_codes, normalise
 from beta_invites_cli.errors import InvalidCode
 from beta_invites_cli.issuing import issue, prepare
 from tests.conftest import Invoke
@@ -27,6 +28,17 @@ def test_codes_are_16_symbols_of_the_alphabet() -> None:
     assert all(len(c) == LENGTH and set(c) <= set(ALPHABET) for c in codes)
     assert not set(ALPHABET) & set("01IL")
     assert len(ALPHABET) == 32
+
+
+def test_every_symbol_is_equally_likely_in_every_position() -> None:
+    # 20,000 codes: each symbol is expected 625 times per position (standard deviation 25), so
+    # a skew such as a modulus that misses a symbol, or favours some, falls far outside.
+    codes = new_codes(20_000)
+    assert len(set(codes)) == 20_000
+    for position in range(LENGTH):
+        counts = Counter(code[position] for code in codes)
+        assert set(counts) == set(ALPHABET)
+        assert min(counts.values()) > 500 and max(counts.values()) < 750
 
 
 @pytest.mark.parametrize(

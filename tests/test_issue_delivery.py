@@ -304,6 +304,8 @@ def test_full_disk_while_writing_the_outbox(
             "DATABASE_URL": db_url,
             "PATH": "/usr/bin:/bin",
             "INVITES_HOME": str(tmp_path / "home"),
+            # Under the size limit Python would write truncated .pyc files into the tree.
+            "PYTHONDONTWRITEBYTECODE": "1",
         },
         cwd=tmp_path,
         capture_output=True,

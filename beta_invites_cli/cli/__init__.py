@@ -4,7 +4,8 @@ Every command lives in the module of its family (as in click's "complex" example
 `commands/`), loaded only when it runs:
 
   schema   migrate, db            the database and its migrations
-  issue    generate, send, resend codes and their emails
+  issue    generate               codes for a list of people
+  deliver  send, resend           codes by email
   manage   redeem, revoke, extend, expire
   read     report, list, show
 
@@ -30,8 +31,8 @@ COMMANDS = {
     "migrate": "schema:migrate",
     "db": "schema:db",
     "generate": "issue:generate",
-    "send": "issue:send",
-    "resend": "issue:resend",
+    "send": "deliver:send",
+    "resend": "deliver:resend",
     "redeem": "manage:redeem",
     "revoke": "manage:revoke",
     "extend": "manage:extend",

@@ -19,6 +19,7 @@ from typing import IO, Any
 from uuid import UUID
 
 from beta_invites_cli.errors import InvitesError
+from beta_invites_cli.exporting import csv_safe
 from beta_invites_cli.timestamps import infinity_name
 
 FORMATS = ("table", "csv", "json", "jsonl")
@@ -62,6 +63,12 @@ class OutputFile:
         self.handle = open(descriptor, "w", encoding="utf-8", newline="")
         return self
 
+    @property
+    def binary(self) -> IO[bytes]:
+        """The file for bytes (what is written as text so far comes first)."""
+        self.handle.flush()
+        return self.handle.buffer  # type: ignore[attr-defined,no-any-return]
+
     def commit(self) -> None:
         assert self.path is not None and self._temporary is not None
         self.handle.close()
@@ -70,7 +77,8 @@ class OutputFile:
 
     def __exit__(self, *exc: object) -> None:
         if self._temporary is not None:
-            self.handle.close()
+            with contextlib.suppress(OSError):  # what is left to flush is thrown away
+                self.handle.close()
             with contextlib.suppress(OSError):
                 self._temporary.unlink()
 
@@ -94,14 +102,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     return value
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP: prefix =, +, -, @ with ')."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def write_csv(records: Iterable[Mapping[str, Any]], keys: Sequence[str], out: IO[str]) -> int:
