@@ -96,6 +96,10 @@ class Workload:
     prepare_baseline: Step = field(default=lambda: None)
     target: str = ""  # what the issue asks for, e.g. "<= 1.5"
     notes: list[str] = field(default_factory=list)
+    # Untimed checks after each round that the step did its whole job: a benchmark that times
+    # a command doing nothing must fail, not flatter us.
+    verify_ours: Step = field(default=lambda: None)
+    verify_baseline: Step = field(default=lambda: None)
 
 
 @dataclass
@@ -127,14 +131,15 @@ def measure(workload: Workload, rounds: int) -> Outcome:
     ours: list[float] = []
     baseline: list[float] = []
     for _ in range(rounds):
-        for prepare, step, into in (
-            (workload.prepare_baseline, workload.baseline, baseline),
-            (workload.prepare_ours, workload.ours, ours),
+        for prepare, step, verify, into in (
+            (workload.prepare_baseline, workload.baseline, workload.verify_baseline, baseline),
+            (workload.prepare_ours, workload.ours, workload.verify_ours, ours),
         ):
             prepare()
             started = time.perf_counter()
             step()
             into.append(time.perf_counter() - started)
+            verify()
     return Outcome(workload, ours, baseline, os.getloadavg()[0])
 
 

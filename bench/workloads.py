@@ -78,6 +78,15 @@ def issuing(ctx: Context, name: str, url: str, reset: str, label: str, note: str
             conn.execute("VACUUM ANALYZE public.beta_invites")
 
     output = str(ctx.workdir / f"{name}-issued.csv")
+
+    def all_issued() -> None:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM public.beta_invites WHERE cohort = 'bench'"
+            ).fetchone()
+        if row is None or row[0] != size:
+            raise RuntimeError(f"{name}: {row[0] if row else 0} of {size:,} invites were issued")
+
     return Workload(
         name=name,
         ours_label=f"invites generate --output codes.csv ({size:,} from CSV{label})",
@@ -107,6 +116,8 @@ def issuing(ctx: Context, name: str, url: str, reset: str, label: str, note: str
         ),
         target="<= 1.3",
         notes=[note],
+        verify_ours=all_issued,
+        verify_baseline=all_issued,
     )
 
 
@@ -147,7 +158,8 @@ def send(ctx: Context) -> Workload:
     with psycopg.connect(url, autocommit=True) as conn:
         addresses = [("--email", f"person{i}@example.com") for i in range(count)]
         request = prepare("bench", [], addresses, expires_in=None, sent_by=None, skip_invalid=False)
-        issue(conn, request)
+        with issue(conn, request) as issued:
+            assert issued.created == count
         rows = conn.execute(
             "SELECT id, code, email, cohort, expires_at FROM public.beta_invites ORDER BY created_at"
         ).fetchall()
@@ -160,6 +172,12 @@ def send(ctx: Context) -> Workload:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("UPDATE public.beta_invites SET sent_at = NULL")
             conn.execute("VACUUM ANALYZE public.beta_invites")
+        server.recorder.raw.clear()
+
+    def all_delivered() -> None:
+        if len(server.recorder.raw) != count:
+            raise RuntimeError(f"send: {len(server.recorder.raw)} of {count} messages arrived")
+        server.recorder.raw.clear()
 
     return Workload(
         name="send",
@@ -181,6 +199,9 @@ def send(ctx: Context) -> Workload:
         ),
         target="<= 1.25 (throughput >= 0.8)",
         notes=["both talk to the same in-process aiosmtpd server; ours renders each message too"],
+        prepare_baseline=lambda: server.recorder.raw.clear(),
+        verify_ours=all_delivered,
+        verify_baseline=all_delivered,
     )
 
 
