@@ -1,7 +1,8 @@
 """beta-invites: single-use invite codes for a soft-launch beta, kept in PostgreSQL.
 
 The host application imports `redeem` and `check` from here to redeem codes inside its own
-transaction; everything else is the `invites` command line. The names below are loaded on
+transaction, and `unsubscribe` for its unsubscribe endpoint; everything else is the `invites`
+command line. The names below are loaded on
 first use, so that starting the command line imports nothing it does not need.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         check,
         redeem,
     )
+    from beta_invites_cli.suppression import unsubscribe
 
 __all__ = [
     "AlreadyRedeemed",
@@ -37,10 +39,15 @@ __all__ = [
     "__version__",
     "check",
     "redeem",
+    "unsubscribe",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "unsubscribe":
+        from beta_invites_cli.suppression import unsubscribe
+
+        return unsubscribe
     if name == "InvitesError":
         from beta_invites_cli.errors import InvitesError
 

@@ -286,6 +286,17 @@ MARK_HELD = sql.SQL(
     """
 ).format(redeemed=condition(Status.REDEEMED), pending=condition(Status.PENDING))
 
+# Suppressed addresses get no code unless the operator says so (they are never emailed anyway).
+# The digest is worked out only when the list has entries at all.
+MARK_SUPPRESSED = """
+    UPDATE pg_temp.invites_incoming AS i
+       SET verdict = 'suppressed:' || s.reason
+      FROM public.beta_invites_suppressions AS s
+     WHERE i.verdict IS NULL
+       AND EXISTS (SELECT 1 FROM public.beta_invites_suppressions)
+       AND s.digest = sha256(convert_to(i.key, 'UTF8'))
+"""
+
 VERDICTS = """
     SELECT i.source, i.line, i.email, i.verdict, f.source, f.line
       FROM pg_temp.invites_incoming AS i
@@ -329,6 +340,13 @@ COLLIDING = """
 WHY = {"live": "already holds a live invite", "redeemed": "already redeemed an invite"}
 
 
+def why(verdict: str) -> str:
+    if verdict.startswith("suppressed:"):
+        reason = verdict.partition(":")[2]
+        return f"is suppressed ({reason}); --include-suppressed issues a code anyway"
+    return WHY[verdict]
+
+
 @contextmanager
 def issue(
     conn: psycopg.Connection[Any],
@@ -338,6 +356,7 @@ def issue(
     mark_sent: bool = False,
     dry_run: bool = False,
     output: Output | None = None,
+    include_suppressed: bool = False,
 ) -> Iterator[Issued]:
     """Create the invites of a checked request in one transaction, committed when the block
     ends without an error (rolled back in a dry run), and write them to `output` on the way.
@@ -365,6 +384,8 @@ def issue(
         conn.execute(MARK_DUPLICATES)
         if not force:
             conn.execute(MARK_HELD)
+        if not include_suppressed:
+            conn.execute(MARK_SUPPRESSED)
         _read_verdicts(issued)
         batch = _batch(conn, request, mark_sent)
         spill = request.spill
@@ -519,7 +540,7 @@ def _read_verdicts(issued: Issued) -> None:
             else:
                 issued.skipped_count += 1
                 if len(issued.skipped) < KEPT:
-                    issued.skipped.append((email, WHY[verdict]))
+                    issued.skipped.append((email, why(verdict)))
 
 
 def _redraw(conn: psycopg.Connection[Any]) -> Spill:

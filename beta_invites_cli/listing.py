@@ -116,6 +116,7 @@ SHOW_KEYS = (
     "delivery_outcome",
     "delivery_outcome_at",
     "delivery_reply",
+    "message_id",
     "anonymized_at",
     "id",
 )

@@ -1,7 +1,8 @@
 """`invites report`: which audiences came. One aggregate query per report, in PostgreSQL.
 
 For each group: issued, sent, redeemed, pending, expired, revoked (by the one status definition,
-so issued = redeemed + pending + expired + revoked), the redemption rate and the median hours
+so issued = redeemed + pending + expired + revoked), bounced (pending invites whose address
+refused the message for good), the redemption rate and the median hours
 from issue to redemption, plus a totals row computed by the same query (GROUPING SETS). By day
 or week, rows are issue dates, and `redemptions` counts the redemptions on that date.
 """
@@ -28,6 +29,7 @@ KEYS = (
     "pending",
     "expired",
     "revoked",
+    "bounced",
     "redemption_rate",
     "median_hours_to_redeem",
 )
@@ -54,6 +56,7 @@ MEASURES = sql.SQL(
        count(*) FILTER (WHERE {pending}) AS pending,
        count(*) FILTER (WHERE {expired}) AS expired,
        count(*) FILTER (WHERE {revoked}) AS revoked,
+       count(*) FILTER (WHERE {bounced}) AS bounced,
        round(count(*) FILTER (WHERE {redeemed})::numeric / NULLIF(count(*), 0), 4)
          AS redemption_rate,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at))
@@ -63,6 +66,7 @@ MEASURES = sql.SQL(
     pending=condition(Status.PENDING),
     expired=condition(Status.EXPIRED),
     revoked=condition(Status.REVOKED),
+    bounced=condition(Status.BOUNCED),
 )
 
 GROUP_EXPRESSIONS = {
@@ -94,6 +98,7 @@ BY_DATE = sql.SQL(
            coalesce(i.issued, 0) AS issued, coalesce(i.sent, 0) AS sent,
            coalesce(i.redeemed, 0) AS redeemed, coalesce(i.pending, 0) AS pending,
            coalesce(i.expired, 0) AS expired, coalesce(i.revoked, 0) AS revoked,
+           coalesce(i.bounced, 0) AS bounced,
            i.redemption_rate, i.median_hours_to_redeem, coalesce(r.redemptions, 0) AS redemptions
       FROM issued i
       FULL JOIN redemptions r ON i.is_total = r.is_total AND i.key IS NOT DISTINCT FROM r.key

@@ -5,6 +5,8 @@ An invite is, in this order of precedence:
   revoked    revoked_at is set (an operator ended it; it never comes back);
   expired    its expiry has passed, or the sweep anonymised its email;
   pending    anything else: it can still be redeemed. A pending invite is
+               bounced    its address was refused for good (at send time, or by a bounce
+                          report later): it is not emailed again;
                sent       its message was accepted (sent_at), or marked delivered;
                uncertain  its message was handed over but the server's answer never came;
                unsent     nobody has been told the code yet.
@@ -29,6 +31,7 @@ class Status(str, Enum):
     UNSENT = "unsent"
     UNCERTAIN = "uncertain"
     SENT = "sent"
+    BOUNCED = "bounced"
 
 
 STATUSES = tuple(status.value for status in Status)
@@ -38,6 +41,8 @@ _NOT_REVOKED = "revoked_at IS NULL"
 _ENDED = "(expires_at <= now() OR anonymized_at IS NOT NULL)"
 _LIVE = f"{_NOT_REDEEMED} AND {_NOT_REVOKED} AND anonymized_at IS NULL AND expires_at > now()"
 _UNCERTAIN = "delivery_outcome = 'uncertain'"
+_BOUNCED = "delivery_outcome = 'bounced'"
+_HELD_BACK = "coalesce(delivery_outcome IN ('uncertain', 'bounced'), false)"
 
 # Everything that makes an invite redeemable, extendable, sendable.
 LIVE = sql.SQL(_LIVE)
@@ -47,9 +52,10 @@ CONDITION: dict[Status, sql.SQL] = {
     Status.REVOKED: sql.SQL(f"{_NOT_REDEEMED} AND revoked_at IS NOT NULL"),
     Status.EXPIRED: sql.SQL(f"{_NOT_REDEEMED} AND {_NOT_REVOKED} AND {_ENDED}"),
     Status.PENDING: LIVE,
-    Status.UNSENT: sql.SQL(f"{_LIVE} AND sent_at IS NULL AND NOT coalesce({_UNCERTAIN}, false)"),
+    Status.UNSENT: sql.SQL(f"{_LIVE} AND sent_at IS NULL AND NOT {_HELD_BACK}"),
     Status.UNCERTAIN: sql.SQL(f"{_LIVE} AND sent_at IS NULL AND {_UNCERTAIN}"),
-    Status.SENT: sql.SQL(f"{_LIVE} AND sent_at IS NOT NULL"),
+    Status.SENT: sql.SQL(f"{_LIVE} AND sent_at IS NOT NULL AND NOT coalesce({_BOUNCED}, false)"),
+    Status.BOUNCED: sql.SQL(f"{_LIVE} AND {_BOUNCED}"),
 }
 
 # The status of a row as a column expression.
@@ -58,6 +64,7 @@ STATUS = sql.SQL(
     " WHEN used_at IS NOT NULL THEN 'redeemed'"
     " WHEN revoked_at IS NOT NULL THEN 'revoked'"
     f" WHEN {_ENDED} THEN 'expired'"
+    f" WHEN {_BOUNCED} THEN 'bounced'"
     " WHEN sent_at IS NOT NULL THEN 'sent'"
     f" WHEN {_UNCERTAIN} THEN 'uncertain'"
     " ELSE 'unsent'"

@@ -1,36 +1,64 @@
-"""Invitation emails: a subject and a plain-text body with placeholders.
+"""Invitation emails: a subject, a text body and an HTML body, from one template file.
 
-A template file starts with a `Subject:` line, then a blank line, then the body. Placeholders
-are `{code}`, `{link}`, `{cohort}`, `{expires}` (a date) and `{email}`; `{{` and `}}` are literal
-braces. Templates are checked before any message is sent.
+A template file starts with a `Subject:` line, then a blank line, then the text body; an HTML
+body may follow after a line `--- html ---`. Placeholders are `{{ code }}`, `{{ link }}`,
+`{{ cohort }}`, `{{ expires }}` (a date) and `{{ email }}`, with Jinja2's conditions
+(`{% if link %}...{% endif %}`) and filters, in a sandbox. Every value put into the HTML body is
+escaped. Templates written for earlier versions, with single braces (`{code}`; `{{` and `}}` for
+literal braces), still work: a file without Jinja markup is read that way. Without an HTML body,
+the HTML part is the text, escaped, with its link made clickable. Templates are checked before
+any message is sent: an unknown placeholder is an error.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import string
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from beta_invites_cli.errors import InvitesError
 
+if TYPE_CHECKING:
+    import jinja2
+
 PLACEHOLDERS = ("code", "link", "cohort", "expires", "email")
+HTML_SEPARATOR = re.compile(r"(?m)^--- ?html ?---[ \t]*\n")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
 
 
 @dataclass(frozen=True)
 class Template:
-    subject: str
+    subject: str  # Jinja2 source of each part
     body: str
+    html: str | None
     source: str
 
     @property
     def placeholders(self) -> set[str]:
-        return _fields(self.subject, self.source) | _fields(self.body, self.source)
+        names: set[str] = set()
+        for part, escaped in self._parts():
+            names |= _variables(part, escaped, self.source)
+        return names
+
+    def _parts(self) -> list[tuple[str, bool]]:
+        parts = [(self.subject, False), (self.body, False)]
+        return parts + ([(self.html, True)] if self.html is not None else [])
 
     def render(
         self, *, code: str, link: str | None, cohort: str, expires_at: datetime, email: str
-    ) -> tuple[str, str]:
+    ) -> Rendered:
         values = {
             "code": code,
             "link": link or "",
@@ -38,16 +66,67 @@ class Template:
             "expires": expires_at.strftime("%Y-%m-%d"),
             "email": email,
         }
-        return self.subject.format_map(values), self.body.format_map(values)
+        subject = _compiled(self.subject, False).render(values)
+        text = _compiled(self.body, False).render(values)
+        if self.html is not None:
+            page = _compiled(self.html, True).render(values)
+        else:
+            page = text_as_html(text, values["link"])
+        return Rendered(" ".join(subject.split()), text, page)
 
 
-def _fields(text: str, source: str) -> set[str]:
-    names = set()
+@cache
+def _environment(escaped: bool) -> jinja2.Environment:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(
+        autoescape=escaped, undefined=StrictUndefined, keep_trailing_newline=True
+    )
+
+
+@cache
+def _compiled(source: str, escaped: bool) -> jinja2.Template:
+    return _environment(escaped).from_string(source)
+
+
+def _variables(source: str, escaped: bool, where: str) -> set[str]:
+    from jinja2 import TemplateSyntaxError, meta
+
+    try:
+        parsed = _environment(escaped).parse(source)
+    except TemplateSyntaxError as exc:
+        raise InvitesError(f"{where}: line {exc.lineno}: {exc.message}") from None
+    names = meta.find_undeclared_variables(parsed)
+    unknown = sorted(names - set(PLACEHOLDERS))
+    if unknown:
+        shown = ", ".join("{{ " + p + " }}" for p in PLACEHOLDERS)
+        raise InvitesError(f"{where}: unknown placeholder {{{{ {unknown[0]} }}}}; use {shown}")
+    return set(names)
+
+
+def text_as_html(text: str, link: str) -> str:
+    """A text body as a simple HTML page: escaped, paragraphs kept, the link clickable."""
+    escaped = html.escape(text)
+    if link:
+        shown = html.escape(link)
+        escaped = escaped.replace(shown, f'<a href="{shown}">{shown}</a>')
+    paragraphs = [p.replace("\n", "<br>\n") for p in escaped.strip().split("\n\n")]
+    body = "\n".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif">\n{body}\n</body></html>\n'
+    )
+
+
+def _legacy(text: str, source: str) -> str:
+    """A single-brace template of earlier versions as Jinja2 source."""
     try:
         parsed = list(string.Formatter().parse(text))
     except ValueError as exc:
         raise InvitesError(f"{source}: {exc} (write {{{{ and }}}} for literal braces)") from None
-    for _, name, spec, conversion in parsed:
+    out = []
+    for literal, name, spec, conversion in parsed:
+        out.append(literal.replace("{", "{{ '{' }}").replace("}", "{{ '}' }}"))
         if name is None:
             continue
         if name not in PLACEHOLDERS or spec or conversion:
@@ -58,15 +137,14 @@ def _fields(text: str, source: str) -> set[str]:
                 + (f":{spec}" if spec else "")
                 + "}"
             )
-            raise InvitesError(
-                f"{source}: unknown placeholder {shown}; use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-            )
-        names.add(name)
-    return names
+            names = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            raise InvitesError(f"{source}: unknown placeholder {shown}; use {names}")
+        out.append("{{ " + name + " }}")
+    return "".join(out)
 
 
 def parse(text: str, source: str) -> Template:
-    head, separator, body = text.replace("\r\n", "\n").partition("\n\n")
+    head, separator, rest = text.replace("\r\n", "\n").partition("\n\n")
     if not separator or not head.lower().startswith("subject:"):
         raise InvitesError(
             f"{source}: a template starts with a `Subject:` line, then a blank line, then the body"
@@ -74,7 +152,12 @@ def parse(text: str, source: str) -> Template:
     subject = head.split(":", 1)[1].strip()
     if "\n" in subject or not subject:
         raise InvitesError(f"{source}: the subject must be one non-empty line")
-    template = Template(subject=subject, body=body, source=source)
+    parts = HTML_SEPARATOR.split(rest, maxsplit=1)
+    body, page = parts[0], (parts[1] if len(parts) > 1 else None)
+    if "{{" not in text and "{%" not in text:
+        subject, body = _legacy(subject, source), _legacy(body, source)
+        page = _legacy(page, source) if page is not None else None
+    template = Template(subject=subject, body=body, html=page, source=source)
     template.placeholders  # noqa: B018 - validates every placeholder now, before sending anything
     return template
 

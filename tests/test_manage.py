@@ -481,7 +481,7 @@ def test_revoked_precedes_a_later_expiry(
     with pytest.raises(api.InviteRevoked):
         api.redeem(conn, mixed["pending"])
     sent = invites("send", "--cohort", "press-a", "--outbox", "mail")
-    assert sent.stderr.splitlines()[0] == "sent 0, failed 0, skipped 0"
+    assert sent.stderr.splitlines()[0] == "sent 0, failed 0, bounced 0, skipped 0"
     assert (
         invites("list", "--status", "pending", "--format", "csv").stdout.count(mixed["pending"])
         == 0

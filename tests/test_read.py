@@ -89,6 +89,7 @@ def test_report_by_cohort_agrees_with_sql(
         "pending",
         "expired",
         "revoked",
+        "bounced",
         "redemption_rate",
         "median_hours_to_redeem",
     ]

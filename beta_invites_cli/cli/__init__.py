@@ -8,6 +8,8 @@ Every command lives in the module of its family (as in click's "complex" example
   deliver  send, resend           codes by email
   manage   redeem, revoke, extend, expire
   read     report, list, show
+  suppress suppress add|remove|list|check
+  bounces  bounces import
 
 Command modules only parse options and render results; the work is done by the modules above
 this package, which know nothing of click. Their errors (InvitesError, and psycopg's) become one
@@ -40,6 +42,8 @@ COMMANDS = {
     "report": "read:report",
     "list": "read:list_invites",
     "show": "read:show",
+    "suppress": "suppress:suppress",
+    "bounces": "bounces:bounces",
 }
 
 

@@ -37,11 +37,13 @@ UNCERTAIN = condition(Status.UNCERTAIN)
 
 
 def open_channel(
-    app: App, outbox: Path | None, template_path: Path | None
+    app: App, outbox: Path | None, template_path: Path | None, timeout: float | None = None
 ) -> tuple[channel.Channel, channel.Letterhead]:
     """Where messages go and what they say, checked before anything is issued or sent."""
     try:
-        chosen = channel.choose_channel(app.settings, outbox, embedded=app.embedded)
+        chosen = channel.choose_channel(
+            app.settings, outbox, embedded=app.embedded, timeout=timeout
+        )
     except channel.NoMailServer:
         fail(
             "SMTP_URL is not set: set it to email the invitations, or pass --outbox DIR to "
@@ -80,8 +82,11 @@ def send(
     sent_by: UUID | None,
     force: bool,
     skip_invalid: bool,
+    include_suppressed: bool,
     template_path: Path | None,
     outbox: Path | None,
+    timeout: float | None,
+    max_errors: int,
     dry_run: bool,
     limit: int | None,
     rate: float | None,
@@ -91,26 +96,29 @@ def send(
     with prepare(
         app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid
     ) as request:
-        chosen, head = open_channel(app, outbox, template_path)
+        chosen, head = open_channel(app, outbox, template_path, timeout)
         with (
             app.database.connect(autocommit=True) as conn,
             app.database.connect(autocommit=True) as reader,
         ):
             check_user(conn, request.sent_by, "--sent-by")
             if dry_run:
-                show_preview(conn, request, head, force, limit, retry_uncertain)
+                show_preview(conn, request, head, force, include_suppressed, limit, retry_uncertain)
                 return
             transport = chosen.open()
             try:
                 # The mail server is reached before anything is issued or locked: one that cannot
                 # be reached (or never answers) changes nothing.
                 transport.connect()
-                with issuing.issue(conn, request, force=force) as issued:
+                with issuing.issue(
+                    conn, request, force=force, include_suppressed=include_suppressed
+                ) as issued:
                     pass
                 if request.given:
                     report_issue(request, issued)
+                held_back = engine.held_back(reader, cohort, retry_uncertain)
                 outcome = deliver(
-                    conn, reader, cohort, head, transport, limit, rate, retry_uncertain
+                    conn, reader, cohort, head, transport, limit, rate, retry_uncertain, max_errors
                 )
                 earlier = 0 if retry_uncertain else engine.count(reader, cohort, UNCERTAIN)
             finally:
@@ -122,7 +130,7 @@ def send(
                 "run and were not sent again: `invites list --status uncertain` shows them, "
                 "--retry-uncertain sends them again (they may arrive twice)"
             )
-        report_delivery(outcome, issued.skipped_count, chosen.outbox)
+        report_delivery(outcome, issued.skipped_count, chosen.outbox, held_back)
         finish_delivery(outcome)
 
 
@@ -135,6 +143,7 @@ def deliver(
     limit: int | None,
     rate: float | None,
     retry_uncertain: bool,
+    max_errors: int,
 ) -> engine.DeliveryResult:
     total = engine.count(reader, cohort, engine.sendable(retry_uncertain))
     total = min(total, limit) if limit else total
@@ -148,19 +157,22 @@ def deliver(
             limit=limit,
             rate=rate,
             retry_uncertain=retry_uncertain,
+            max_errors=max_errors,
             on_progress=advance,
             should_stop=stopped,
         )
 
 
 def finish_delivery(outcome: engine.DeliveryResult) -> None:
-    """Exit 1 when this run failed or left messages uncertain, 130 when interrupted."""
+    """Exit 1 only when something is left that running the command again would still try (a
+    refusal for now, an aborted run); 130 when interrupted. Bounced and uncertain messages
+    are not tried again on their own: they are reported, and the run has done its job."""
     if outcome.aborted:
         fail(outcome.aborted)
     if outcome.interrupted:
         warn("interrupted: run the same command again to send the rest")
         sys.exit(ExitCode.INTERRUPTED)
-    if outcome.failed or outcome.uncertain:
+    if outcome.failed:
         sys.exit(ExitCode.ERROR)
 
 
@@ -169,10 +181,13 @@ def show_preview(
     request: issuing.IssueRequest,
     head: channel.Letterhead,
     force: bool,
+    include_suppressed: bool,
     limit: int | None,
     retry_uncertain: bool,
 ) -> None:
-    with issuing.issue(conn, request, force=force, dry_run=True) as would_issue:
+    with issuing.issue(
+        conn, request, force=force, dry_run=True, include_suppressed=include_suppressed
+    ) as would_issue:
         pass
     preview = engine.preview(
         conn,
@@ -195,12 +210,27 @@ def show_preview(
     )
 
 
-def report_delivery(outcome: engine.DeliveryResult, skipped: int, outbox: Path | None) -> None:
-    report_lines("failed:", [f"{email}: {why}" for email, why in outcome.failed])
+def report_delivery(
+    outcome: engine.DeliveryResult,
+    skipped: int,
+    outbox: Path | None,
+    held_back: engine.HeldBack | None = None,
+) -> None:
+    report_lines(
+        "failed:", [f"{email}: {why}; tried again next run" for email, why in outcome.failed]
+    )
+    report_lines(
+        "bounced:", [f"{email}: {why}; never sent again" for email, why in outcome.bounced]
+    )
     for email, why in outcome.uncertain:
         warn(f"uncertain: {email}: {why}; not sent again (--retry-uncertain decides)")
+    if held_back is not None and held_back.total:
+        say(f"not sent: {held_back.describe()}")
     uncertain = f", uncertain {len(outcome.uncertain)}" if outcome.uncertain else ""
-    say(f"sent {outcome.sent}, failed {len(outcome.failed)}{uncertain}, skipped {skipped}")
+    say(
+        f"sent {outcome.sent}, failed {len(outcome.failed)}, bounced {len(outcome.bounced)}"
+        f"{uncertain}, skipped {skipped}"
+    )
     if outbox is not None:
         say(
             f"Nothing was emailed: {outcome.sent} message(s) were written to {outbox}/ as .eml files "
@@ -229,11 +259,13 @@ def resend(
     cohort: str | None,
     template_path: Path | None,
     outbox: Path | None,
+    timeout: float | None,
+    max_errors: int,
 ) -> None:
     """Email sent, still-live invites again, with the same code (reminders, bounces)."""
     if bool(codes) == bool(cohort):
         raise click.UsageError("give invite codes or --cohort, not both and not neither")
-    chosen, head = open_channel(app, outbox, template_path)
+    chosen, head = open_channel(app, outbox, template_path, timeout)
     with app.database.connect(autocommit=True) as conn:
         try:
             invites = engine.resendable(conn, codes=codes, cohort=cohort)
@@ -245,7 +277,7 @@ def resend(
         transport = chosen.open()
         try:
             transport.connect()
-            outcome = engine.resend(conn, invites, head, transport)
+            outcome = engine.resend(conn, invites, head, transport, max_errors=max_errors)
         finally:
             transport.close()
     report_delivery(outcome, 0, chosen.outbox)

@@ -123,6 +123,7 @@ def generate(
     sent_by: UUID | None,
     force: bool,
     skip_invalid: bool,
+    include_suppressed: bool,
     mark_sent: bool,
     output: Path | None,
     fmt: str | None,
@@ -149,7 +150,12 @@ def generate(
             check_user(conn, request.sent_by, "--sent-by")
             try:
                 with issuing.issue(
-                    conn, request, force=force, mark_sent=mark_sent, output=written
+                    conn,
+                    request,
+                    force=force,
+                    mark_sent=mark_sent,
+                    output=written,
+                    include_suppressed=include_suppressed,
                 ) as issued:
                     drawn = fmt == "table" and issued.created <= TABLE_LIMIT
                     shown = list(issued.records(signup_url)) if drawn else []

@@ -142,6 +142,11 @@ issue_options = stack(
         is_flag=True,
         help="Issue the valid addresses and report the invalid ones.",
     ),
+    click.option(
+        "--include-suppressed",
+        is_flag=True,
+        help="Issue codes to suppressed addresses too (they are still never emailed).",
+    ),
 )
 
 delivery_options = stack(
@@ -155,6 +160,19 @@ delivery_options = stack(
         "--outbox",
         type=click.Path(file_okay=False, path_type=Path),
         help="Write .eml files here instead of emailing.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1, max=3600),
+        metavar="SECONDS",
+        help="Longest wait for each SMTP step (default: INVITES_SMTP_TIMEOUT, else 60).",
+    ),
+    click.option(
+        "--max-errors",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="Stop after this many failed deliveries in a row (protects the sender's reputation).",
     ),
 )
 

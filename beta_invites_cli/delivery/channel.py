@@ -9,7 +9,7 @@ from pathlib import Path
 
 from beta_invites_cli import template as templates
 from beta_invites_cli.delivery import outbox as outboxes
-from beta_invites_cli.delivery.message import check_header_value
+from beta_invites_cli.delivery.message import Unsubscribe, check_header_value
 from beta_invites_cli.delivery.outbox import OutboxTransport
 from beta_invites_cli.delivery.smtp import Deadlines, SmtpTransport, parse_smtp_url
 from beta_invites_cli.delivery.transport import Transport
@@ -33,6 +33,7 @@ class Letterhead:
     reply_to: str | None
     signup_url: str | None
     template: Template
+    unsubscribe: Unsubscribe | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class Channel:
         return SmtpTransport(parse_smtp_url(self.smtp_url), deadlines=self.deadlines)
 
 
-def choose_channel(settings: Settings, outbox: Path | None, *, embedded: bool) -> Channel:
+def choose_channel(
+    settings: Settings, outbox: Path | None, *, embedded: bool, timeout: float | None = None
+) -> Channel:
     """SMTP_URL, unless an outbox is asked for; the ./outbox default only on the embedded database,
     so that a misconfigured cron job never "sends" into a folder by accident."""
     explicit = outbox or (
@@ -64,17 +67,24 @@ def choose_channel(settings: Settings, outbox: Path | None, *, embedded: bool) -
         parse_smtp_url(smtp_url)  # a malformed URL is an error now, not after issuing
         if not settings.get("INVITES_FROM"):
             raise InvitesError("INVITES_FROM is not set: the From address of the invitations")
-        return Channel(smtp_url, None, smtp_deadlines(settings))
+        return Channel(smtp_url, None, smtp_deadlines(settings, timeout))
     if embedded:
         outboxes.remember(settings.values, DEFAULT_OUTBOX)
         return Channel(None, DEFAULT_OUTBOX)
     raise NoMailServer("SMTP_URL is not set")
 
 
-def smtp_deadlines(settings: Settings) -> Deadlines:
+DEFAULT_TIMEOUT = 60.0  # a relay that takes longer than this for one step is not answering
+
+
+def smtp_deadlines(settings: Settings, timeout: float | None = None) -> Deadlines:
+    """Each SMTP step's deadline: RFC 5321's, capped by --timeout, else INVITES_SMTP_TIMEOUT,
+    else a minute. A step past its deadline counts as a dropped connection."""
+    if timeout is not None:
+        return Deadlines.capped(timeout)
     text = settings.get("INVITES_SMTP_TIMEOUT")
     if text is None:
-        return Deadlines()
+        return Deadlines.capped(DEFAULT_TIMEOUT)
     try:
         seconds = float(text)
     except ValueError:
@@ -123,4 +133,32 @@ def letterhead(settings: Settings, template_path: Path | None, channel: Channel)
         reply_to=reply_to,
         signup_url=signup_url,
         template=templates.load(template_path, signup_url=signup_url),
+        unsubscribe=unsubscribe_setting(settings),
     )
+
+
+def unsubscribe_setting(settings: Settings) -> Unsubscribe | None:
+    """INVITES_UNSUBSCRIBE_MAILTO (an address) and INVITES_UNSUBSCRIBE_URL (https, with
+    {code}), checked before anything is sent."""
+    mailto = settings.get("INVITES_UNSUBSCRIBE_MAILTO")
+    url = settings.get("INVITES_UNSUBSCRIBE_URL")
+    if mailto is not None:
+        mailto = mailto.strip().removeprefix("mailto:")
+        check_address_setting("INVITES_UNSUBSCRIBE_MAILTO", mailto)
+        if parseaddr(mailto)[1] != mailto or not mailto.isascii():
+            raise InvitesError(
+                f"INVITES_UNSUBSCRIBE_MAILTO: {excerpt(mailto)} must be a plain ASCII address"
+            )
+    if url is not None:
+        url = url.strip()
+        check_header_value("INVITES_UNSUBSCRIBE_URL", url)
+        if not url.startswith("https://") or "{code}" not in url:
+            raise InvitesError(
+                "INVITES_UNSUBSCRIBE_URL must be an https:// URL containing {code} "
+                f"(RFC 8058 one-click unsubscribe): {excerpt(url)}"
+            )
+        if not url.isascii() or any(c in url for c in ' <>,"\t'):
+            raise InvitesError(f"INVITES_UNSUBSCRIBE_URL: {excerpt(url)} is not a plain URL")
+    if mailto is None and url is None:
+        return None
+    return Unsubscribe(mailto, url)

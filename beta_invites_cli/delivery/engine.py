@@ -6,7 +6,9 @@ command delivers it next time, with the same code; at most the one message in fl
 process died can arrive twice. Concurrent runs skip each other's locked rows (SKIP LOCKED), so
 nobody is emailed twice by two operators either. A message whose fate is unknown (the server
 never answered the end of DATA) is recorded as `uncertain` and not sent again unless the
-operator asks for it; a refused one is recorded as `failed` and tried again by the next run.
+operator asks for it. One refused for now (4xx after the retries) is recorded as `failed` and
+tried again by the next run; one refused for good (5xx) as `bounced`, never tried again, and
+its address joins the suppression list. Suppressed addresses are never emailed.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.rows import class_row
 
+from beta_invites_cli import suppression
 from beta_invites_cli.codes import new_code
 from beta_invites_cli.delivery.channel import Letterhead
 from beta_invites_cli.delivery.message import Letter, build_letter
@@ -30,12 +33,14 @@ from beta_invites_cli.errors import InvitesError, ValidationFailed
 from beta_invites_cli.host import find_many
 from beta_invites_cli.lifecycle import normalised_codes, when
 from beta_invites_cli.status import Status, condition
+from beta_invites_cli.suppression import NOT_SUPPRESSED
 from beta_invites_cli.template import signup_link
 
 if TYPE_CHECKING:
     import psycopg
 
 PAGE = 500
+DEFAULT_MAX_ERRORS = 10
 # A server that leaves this many messages in a row without an answer is not answering at all.
 MAX_UNCERTAIN_IN_A_ROW = 3
 
@@ -55,7 +60,8 @@ class Pending:
 @dataclass
 class DeliveryResult:
     sent: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (email, reason): for now
+    bounced: list[tuple[str, str]] = field(default_factory=list)  # (email, reason): for good
     uncertain: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
     interrupted: bool = False
     aborted: str | None = None
@@ -63,7 +69,7 @@ class DeliveryResult:
 
 def compose(letterhead: Letterhead, invite: Pending) -> Letter:
     """The message for one invite; raises DeliveryFailed when its address cannot be written."""
-    subject, body = letterhead.template.render(
+    rendered = letterhead.template.render(
         code=invite.code,
         link=signup_link(letterhead.signup_url, invite.code),
         cohort=invite.cohort,
@@ -75,19 +81,55 @@ def compose(letterhead: Letterhead, invite: Pending) -> Letter:
             sender=letterhead.sender,
             reply_to=letterhead.reply_to,
             to=invite.email,
-            subject=subject,
-            body=body,
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html,
             name=invite.code,
+            unsubscribe=letterhead.unsubscribe,
         )
     except (ValueError, UnicodeError) as exc:
         raise DeliveryFailed(f"the address cannot be put on the wire: {exc}") from None
 
 
 def sendable(retry_uncertain: bool) -> sql.Composable:
-    """Which invites `send` emails: unsent ones, and uncertain ones only when asked."""
+    """Which invites `send` emails: unsent ones (uncertain ones only when asked), never a
+    suppressed address."""
+    return sql.SQL("{} AND {}").format(unsuppressed(retry_uncertain), NOT_SUPPRESSED)
+
+
+def unsuppressed(retry_uncertain: bool) -> sql.Composable:
+    """What `send` would email if no address were suppressed."""
     if retry_uncertain:
         return sql.SQL("({} OR {})").format(condition(Status.UNSENT), condition(Status.UNCERTAIN))
     return condition(Status.UNSENT)
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """The invites of a cohort that `send` leaves alone on purpose."""
+
+    bounced: int
+    suppressed: dict[str, int]  # by reason
+
+    @property
+    def total(self) -> int:
+        return self.bounced + sum(self.suppressed.values())
+
+    def describe(self) -> str:
+        parts = []
+        if self.suppressed:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.suppressed.items()))
+            parts.append(f"{sum(self.suppressed.values())} suppressed ({reasons})")
+        if self.bounced:
+            parts.append(f"{self.bounced} bounced earlier")
+        return "; ".join(parts)
+
+
+def held_back(conn: psycopg.Connection[Any], cohort: str, retry_uncertain: bool) -> HeldBack:
+    return HeldBack(
+        bounced=count(conn, cohort, condition(Status.BOUNCED)),
+        suppressed=suppression.skipped_by_reason(conn, cohort, unsuppressed(retry_uncertain)),
+    )
 
 
 def count(conn: psycopg.Connection[Any], cohort: str, which: sql.Composable) -> int:
@@ -140,6 +182,7 @@ def deliver_cohort(
     limit: int | None = None,
     rate: float | None = None,
     retry_uncertain: bool = False,
+    max_errors: int = DEFAULT_MAX_ERRORS,
     on_progress: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
@@ -149,7 +192,7 @@ def deliver_cohort(
     gets its own transaction on `conn`: lock the row, send, record the outcome, commit.
     Committing one message and locking the next travel together in one round trip (a pipeline).
     """
-    run = _Run(conn, letterhead, transport, sendable(retry_uncertain), on_progress)
+    run = _Run(conn, letterhead, transport, sendable(retry_uncertain), on_progress, max_errors)
     pace = _Pace(rate)
     try:
         for candidate in unsent(reader, cohort, retry_uncertain=retry_uncertain):
@@ -169,6 +212,31 @@ def deliver_cohort(
         if not conn.closed and conn.info.transaction_status != conn.info.transaction_status.IDLE:
             conn.execute("ROLLBACK")
     return run.result
+
+
+class AutoPause:
+    """Stops a run after `limit` failed deliveries in a row: a relay that refuses everything,
+    or a list of dead addresses, must not burn the sender's reputation (listmonk's
+    max_send_errors). What was not attempted stays unsent for the next run."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_a_row = 0
+
+    def succeeded(self) -> None:
+        self.in_a_row = 0
+
+    def failed(self, result: DeliveryResult) -> bool:
+        """Count one failure; False (and why, in result.aborted) when the run must stop."""
+        self.in_a_row += 1
+        if self.in_a_row < self.limit:
+            return True
+        result.aborted = (
+            f"{self.in_a_row} deliveries in a row failed: stopped to protect the sender's "
+            "reputation; the rest stay unsent (check the failures, then run again; "
+            "--max-errors sets the limit)"
+        )
+        return False
 
 
 class _Pace:
@@ -196,6 +264,7 @@ class _Run:
         transport: Transport,
         which: sql.Composable,
         on_progress: Callable[[], None],
+        max_errors: int = 10,
     ) -> None:
         self.conn = conn
         self.letterhead = letterhead
@@ -210,13 +279,16 @@ class _Run:
         ).format(which=which)
         self.on_progress = on_progress
         self.result = DeliveryResult()
-        self.accepted: Pending | None = None  # accepted by the server, sent_at not committed
+        # Accepted by the server (with its Message-ID), sent_at not committed yet.
+        self.accepted: tuple[Pending, str] | None = None
         self.uncertain_in_a_row = 0
+        self.pause = AutoPause(max_errors)
 
     @property
     def attempted(self) -> int:
         r = self.result
-        return r.sent + len(r.failed) + len(r.uncertain) + (self.accepted is not None)
+        held = self.accepted is not None
+        return r.sent + len(r.failed) + len(r.bounced) + len(r.uncertain) + held
 
     def lock_next(self, next_id: UUID | None) -> Pending | None:
         """Record the accepted invite as sent and commit; then lock `next_id` in a new
@@ -227,14 +299,15 @@ class _Run:
         row = None
         with conn.pipeline():
             if self.accepted is not None:
+                invite, message_id = self.accepted
                 conn.execute(
                     """
                     UPDATE public.beta_invites
-                       SET sent_at = now(), delivery_outcome = NULL, delivery_outcome_at = NULL,
-                           delivery_reply = NULL
+                       SET sent_at = now(), message_id = %s, delivery_outcome = NULL,
+                           delivery_outcome_at = NULL, delivery_reply = NULL
                      WHERE id = %s
                     """,
-                    (self.accepted.id,),
+                    (message_id, invite.id),
                 )
                 conn.execute("COMMIT")
             if next_id is not None:
@@ -252,11 +325,18 @@ class _Run:
     def attempt(self, invite: Pending) -> bool:
         """Send one message; False when the run must stop."""
         try:
-            self.transport.deliver(compose(self.letterhead, invite))
+            letter = compose(self.letterhead, invite)
+            self.transport.deliver(letter)
         except DeliveryFailed as exc:
-            self._record(invite, "failed", str(exc))
-            self.result.failed.append((invite.email, str(exc)))
-            return True
+            if exc.permanent:
+                record_bounce(self.conn, invite, exc)
+                self.conn.execute("COMMIT")
+                self.on_progress()
+                self.result.bounced.append((invite.email, str(exc)))
+            else:
+                self._record(invite, "failed", str(exc))
+                self.result.failed.append((invite.email, str(exc)))
+            return self.pause.failed(self.result)
         except DeliveryUncertain as exc:
             self._record(invite, "uncertain", str(exc))
             self.result.uncertain.append((invite.email, str(exc)))
@@ -273,7 +353,8 @@ class _Run:
             self.result.aborted = str(exc)
             return False
         self.uncertain_in_a_row = 0
-        self.accepted = invite
+        self.pause.succeeded()
+        self.accepted = (invite, letter.message_id)
         return True
 
     def _record(self, invite: Pending, outcome: str, reply: str) -> None:
@@ -288,6 +369,22 @@ class _Run:
         )
         self.conn.execute("COMMIT")
         self.on_progress()
+
+
+def record_bounce(conn: psycopg.Connection[Any], invite: Pending, exc: DeliveryFailed) -> None:
+    """A refusal for good: the invite is `bounced` (not sent again) and, when the server refused
+    the address itself, the address is suppressed. In the caller's transaction."""
+    reply = without_address(str(exc), invite.email)
+    conn.execute(
+        """
+        UPDATE public.beta_invites
+           SET delivery_outcome = 'bounced', delivery_outcome_at = now(), delivery_reply = %s
+         WHERE id = %s
+        """,
+        (reply, invite.id),
+    )
+    if exc.bounce:
+        suppression.add(conn, [invite.email], reason="bounced", source="send", detail=reply)
 
 
 def without_address(reply: str, email: str) -> str:
@@ -323,10 +420,10 @@ def resendable(
         query = sql.SQL(
             """
             SELECT id, code, email, cohort, expires_at FROM public.beta_invites
-             WHERE cohort = %s AND {sent}
+             WHERE cohort = %s AND {sent} AND {not_suppressed}
              ORDER BY created_at, id
             """
-        ).format(sent=condition(Status.SENT))
+        ).format(sent=condition(Status.SENT), not_suppressed=NOT_SUPPRESSED)
         return conn.cursor(row_factory=class_row(Pending)).execute(query, (cohort,)).fetchall()
     wanted = normalised_codes(codes, outcome="nothing was resent")
     found = find_many(conn, wanted)
@@ -344,7 +441,12 @@ def resendable(
             Status.EXPIRED: f"expired at {when(invite.expires_at)}: not resent",
             Status.UNCERTAIN: "may not have received its first message yet",
             Status.UNSENT: "has not been sent yet",
+            Status.BOUNCED: "bounced: its address refused the message for good; not resent",
         }.get(status)
+        if why is None and invite.email is not None:
+            ((_, entry),) = suppression.check(conn, [invite.email])
+            if entry is not None:
+                why = f"its address is suppressed ({entry.reason}): not resent"
         if why is not None:
             refusals.append(Refusal(code, why, status, invite.cohort))
         else:
@@ -361,17 +463,20 @@ def resend(
     invites: list[Pending],
     letterhead: Letterhead,
     transport: Transport,
+    *,
+    max_errors: int = DEFAULT_MAX_ERRORS,
 ) -> DeliveryResult:
     """Email sent invites again. Each is locked and re-checked while its message is in flight,
     so an invite revoked, redeemed or anonymised meanwhile is not mailed."""
     result = DeliveryResult()
+    pause = AutoPause(max_errors)
     query = sql.SQL(
         """
         SELECT id, code, email, cohort, expires_at FROM public.beta_invites
-         WHERE id = %s AND {sent}
+         WHERE id = %s AND {sent} AND {not_suppressed}
            FOR UPDATE SKIP LOCKED
         """
-    ).format(sent=condition(Status.SENT))
+    ).format(sent=condition(Status.SENT), not_suppressed=NOT_SUPPRESSED)
     for listed in invites:
         with conn.transaction():
             cursor = conn.cursor(row_factory=class_row(Pending))
@@ -385,10 +490,22 @@ def resend(
                 )
                 continue
             try:
-                transport.deliver(compose(letterhead, invite))
+                letter = compose(letterhead, invite)
+                transport.deliver(letter)
+                conn.execute(
+                    "UPDATE public.beta_invites SET message_id = %s WHERE id = %s",
+                    (letter.message_id, invite.id),
+                )
                 result.sent += 1
+                pause.succeeded()
             except DeliveryFailed as exc:
-                result.failed.append((invite.email, str(exc)))
+                if exc.permanent:
+                    record_bounce(conn, invite, exc)
+                    result.bounced.append((invite.email, str(exc)))
+                else:
+                    result.failed.append((invite.email, str(exc)))
+                if not pause.failed(result):
+                    break
             except DeliveryUncertain as exc:
                 result.uncertain.append((invite.email, str(exc)))
             except InvitesError as exc:

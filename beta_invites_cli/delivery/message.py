@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import quopri
+import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
@@ -27,6 +28,7 @@ class Letter:
     data: bytes  # CRLF line endings, no line over 998 bytes
     name: str  # a file name for the outbox: the invite code
     smtputf8: bool = False  # the local part is not ASCII
+    message_id: str = ""  # without angle brackets, as bounce reports quote it
 
 
 def ascii_domain(address: str) -> str:
@@ -69,21 +71,35 @@ def _address_header(name: str, value: str) -> str:
     return f"{name}: " + formataddr((display, ascii_domain(address)), charset="utf-8")
 
 
-def _body(text: str) -> tuple[list[str], str]:
+def _body(text: str, subtype: str = "plain") -> tuple[list[str], str]:
     """Content headers and the body with CRLF line endings, every line under 998 bytes."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.isascii() and all(len(line) <= 78 for line in text.split("\n")):
         headers = [
-            'Content-Type: text/plain; charset="us-ascii"',
+            f'Content-Type: text/{subtype}; charset="us-ascii"',
             "Content-Transfer-Encoding: 7bit",
         ]
         return headers, text.replace("\n", CRLF)
     headers = [
-        'Content-Type: text/plain; charset="utf-8"',
+        f'Content-Type: text/{subtype}; charset="utf-8"',
         "Content-Transfer-Encoding: quoted-printable",
     ]
     encoded = quopri.encodestring(text.encode("utf-8")).decode("ascii")  # soft breaks at 76
     return headers, encoded.replace("\n", CRLF)
+
+
+def _alternative(text: str, html: str) -> tuple[list[str], str]:
+    """multipart/alternative: the text part first, the preferred HTML part last (RFC 2046).
+    The boundary starts with `=_`, which quoted-printable never writes."""
+    boundary = f"=_invite_{secrets.token_hex(12)}"
+    parts = []
+    for content, subtype in ((text, "plain"), (html, "html")):
+        headers, payload = _body(content, subtype)
+        if not payload.endswith(CRLF):
+            payload += CRLF
+        parts.append(f"--{boundary}{CRLF}{CRLF.join(headers)}{CRLF}{CRLF}{payload}")
+    headers = [f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"']
+    return headers, "".join(parts) + f"--{boundary}--{CRLF}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,10 +107,39 @@ def _envelope_sender(sender: str) -> str:
     return ascii_domain(parseaddr(sender)[1])
 
 
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Where a recipient opts out (RFC 2369, and RFC 8058's one click for an https URL)."""
+
+    mailto: str | None  # an address
+    url: str | None  # https, with {code} in it
+
+    def header_lines(self, code: str) -> list[str]:
+        targets = []
+        if self.mailto:
+            targets.append(f"<mailto:{self.mailto}?subject=unsubscribe%20{code}>")
+        if self.url:
+            targets.append(f"<{self.url.replace('{code}', code)}>")
+        if not targets:
+            return []
+        lines = [_header("List-Unsubscribe", ", ".join(targets))]
+        if self.url:
+            lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+        return lines
+
+
 def build_letter(
-    *, sender: str, reply_to: str | None, to: str, subject: str, body: str, name: str
+    *,
+    sender: str,
+    reply_to: str | None,
+    to: str,
+    subject: str,
+    body: str,
+    name: str,
+    html: str | None = None,
+    unsubscribe: Unsubscribe | None = None,
 ) -> Letter:
-    """Render one plain-text message.
+    """Render one message: plain text, or multipart/alternative with an HTML part.
 
     Written out directly rather than through email.message: for these simple messages the
     result is the same, and rendering is several times faster, which shows in big batches.
@@ -103,6 +148,7 @@ def build_letter(
     sender_address = _envelope_sender(sender)
     envelope_to = ascii_domain(to)
     smtputf8 = not envelope_to.isascii()
+    message_id = make_msgid(domain=sender_address.rpartition("@")[2] or "localhost")
     lines = [
         _address_header("From", sender),
         # RFC 6532: with SMTPUTF8 the header carries the UTF-8 address as it is.
@@ -110,11 +156,15 @@ def build_letter(
         *([_address_header("Reply-To", reply_to)] if reply_to else []),
         _header("Subject", subject),
         f"Date: {formatdate(localtime=True)}",
-        f"Message-ID: {make_msgid(domain=sender_address.rpartition('@')[2] or 'localhost')}",
+        f"Message-ID: {message_id}",
         f"X-Invite-Code: {name}",
+        *(unsubscribe.header_lines(name) if unsubscribe else []),
         "MIME-Version: 1.0",
     ]
-    content, payload = _body(body)
+    if html is None:
+        content, payload = _body(body)
+    else:
+        content, payload = _alternative(body, html)
     data = (CRLF.join(lines + content) + CRLF + CRLF + payload).encode("utf-8")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
@@ -124,4 +174,5 @@ def build_letter(
         data=data,
         name=name,
         smtputf8=smtputf8,
+        message_id=message_id.strip("<>"),
     )

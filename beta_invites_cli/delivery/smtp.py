@@ -266,8 +266,10 @@ class SmtpTransport:
         options: list[str] = []
         if letter.smtputf8:
             if not smtp.has_extn("smtputf8"):
+                # The relay's limit, not the address's: a run through another relay may work.
                 raise DeliveryFailed(
-                    "the mail server does not accept internationalised addresses (no SMTPUTF8)"
+                    "the mail server does not accept internationalised addresses (no SMTPUTF8)",
+                    permanent=False,
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
         with watchdog.step(smtp.sock, deadlines.command):
@@ -305,7 +307,8 @@ class SmtpTransport:
         if 400 <= code < 500 and attempt < len(self.retry_delays):
             time.sleep(self.retry_delays[attempt])
             return attempt + 1
-        raise DeliveryFailed(f"{code} {reply}")
+        permanent = 500 <= code < 600
+        raise DeliveryFailed(f"{code} {reply}", permanent=permanent, bounce=permanent)
 
     def _reset(self) -> None:
         if self._smtp is not None and self._watchdog is not None:

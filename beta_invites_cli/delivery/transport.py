@@ -8,7 +8,13 @@ from beta_invites_cli.delivery.message import Letter
 
 
 class DeliveryFailed(Exception):
-    """The server refused this one message for good (a 5xx reply, or 4xx after every retry)."""
+    """The server refused this one message: for good (`permanent`: a 5xx reply, an address that
+    cannot be written), or for now (a 4xx reply after every retry)."""
+
+    def __init__(self, reason: str, *, permanent: bool = True, bounce: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+        self.bounce = bounce  # the server refused the address: never email it again
 
 
 class DeliveryUncertain(Exception):

@@ -1,0 +1,257 @@
+"""Delivery outcomes that last: bounces at send time and by mail later, the suppression list."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mailbox
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from beta_invites_cli import unsubscribe
+from beta_invites_cli.bounces import read
+from tests import dsn_samples
+from tests.conftest import Invoke
+from tests.smtp import Behaviour, SmtpServer
+from tests.test_issue_send import people, smtp_env
+
+
+def outcomes(conn: psycopg.Connection[Any]) -> dict[str, tuple[Any, ...]]:
+    rows = conn.execute(
+        "SELECT email, sent_at IS NOT NULL, delivery_outcome, delivery_reply FROM beta_invites"
+    ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def suppressed(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
+    """(hex digest, reason, source) of every entry."""
+    return conn.execute(
+        "SELECT encode(digest, 'hex'), reason, source FROM beta_invites_suppressions ORDER BY 1"
+    ).fetchall()
+
+
+def digest(address: str) -> str:
+    return hashlib.sha256(address.lower().encode()).hexdigest()
+
+
+def test_a_refusal_for_good_bounces_and_a_rerun_leaves_it_alone(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(4, tmp_path)
+    behaviour = Behaviour(
+        refuse={
+            "person1@example.com": "550 5.1.1 <person1@example.com>: mailbox unavailable",
+            "person2@example.com": "554 5.7.1 rejected at RCPT",
+        }
+    )
+    with SmtpServer(behaviour) as server:
+        first = invites("send --cohort press-x --recipients people.csv", env=smtp_env(server))
+        assert first.exit_code == 0, first.stderr
+        *bounced, summary = first.stderr.splitlines()[-3:]
+        assert sorted(bounced) == [  # in the order they were sent: issue order, then id
+            "bounced: person1@example.com: 550 5.1.1 <person1@example.com>: mailbox unavailable;"
+            " never sent again",
+            "bounced: person2@example.com: 554 5.7.1 rejected at RCPT; never sent again",
+        ]
+        assert summary == "sent 2, failed 0, bounced 2, skipped 0"
+        assert outcomes(conn)["person1@example.com"] == (
+            False,
+            "bounced",
+            "550 5.1.1 <<recipient>>: mailbox unavailable",  # the address is not kept
+        )
+        assert suppressed(conn) == sorted(
+            [
+                (digest("person1@example.com"), "bounced", "send"),
+                (digest("person2@example.com"), "bounced", "send"),
+            ]
+        )
+        # A cron re-run finds nothing to do and says why, with exit status 0.
+        again = invites("send --cohort press-x", env=smtp_env(server))
+        assert again.exit_code == 0, again.stderr
+        assert again.stderr.splitlines() == [
+            "not sent: 2 bounced earlier",
+            "sent 0, failed 0, bounced 0, skipped 0",
+        ]
+        assert server.recorder.rcpt_attempts["person1@example.com"] == 1
+        listed = invites("list --status bounced --format json")
+        assert sorted(r["email"] for r in json.loads(listed.stdout)) == [
+            "person1@example.com",
+            "person2@example.com",
+        ]
+        report = json.loads(invites("report --by cohort --format json").stdout)
+        assert [(r["cohort"], r["sent"], r["bounced"], r["pending"]) for r in report] == [
+            ("press-x", 2, 2, 4)
+        ]
+
+
+def test_a_refusal_for_now_is_tried_again_and_exits_1(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(2, tmp_path)
+    with SmtpServer(Behaviour(refuse={"person0@example.com": "452 4.2.2 mailbox full"})) as server:
+        first = invites("send --cohort press-x --recipients people.csv", env=smtp_env(server))
+        assert first.exit_code == 1
+        assert first.stderr.splitlines()[-1] == "sent 1, failed 1, bounced 0, skipped 0"
+        assert outcomes(conn)["person0@example.com"][:2] == (False, "failed")
+        assert suppressed(conn) == []
+        server.recorder.behaviour.refuse.clear()
+        again = invites("send --cohort press-x", env=smtp_env(server))
+        assert again.exit_code == 0
+        assert again.stderr.splitlines()[-1] == "sent 1, failed 0, bounced 0, skipped 0"
+
+
+def test_every_message_carries_a_message_id_kept_with_its_invite(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(3, tmp_path)
+    with SmtpServer() as server:
+        assert invites("send --cohort press-x --recipients people.csv", env=smtp_env(server))
+        sent = {str(m["To"]): str(m["Message-ID"]) for m in server.recorder.messages}
+    stored = dict(conn.execute("SELECT email, message_id FROM beta_invites").fetchall())
+    assert {email: f"<{mid}>" for email, mid in stored.items()} == sent
+    assert all(mid.endswith("@example.com") for mid in stored.values())
+
+
+@pytest.mark.parametrize(
+    "shape", ["postfix", "exim", "exim_plain", "gmail", "exchange"], ids=lambda s: s
+)
+def test_each_report_shape_names_recipient_status_and_message(shape: str) -> None:
+    raw = getattr(dsn_samples, shape)("zoë@example.org", "abc.123@example.com")
+    found = read(raw)
+    assert found is not None
+    (failure,) = found
+    assert failure.recipient == "zoë@example.org"
+    assert failure.hard
+    assert failure.status.startswith("5")
+    assert failure.message_id == "abc.123@example.com"
+
+
+def test_reports_that_are_not_hard_bounces() -> None:
+    soft = read(dsn_samples.delayed("ada@example.org", "m@example.com"))
+    assert soft is not None and [(f.hard, f.status) for f in soft] == [(False, "4.2.2")]
+    complaints = read(dsn_samples.complaint("ada@example.org", "m@example.com"))
+    assert complaints is not None
+    (complaint,) = complaints
+    assert (complaint.complaint, complaint.recipient) == (True, "ada@example.org")
+    assert read(dsn_samples.newsletter()) is None
+
+
+def test_bounces_import_matches_records_suppresses_and_imports_once(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(8, tmp_path)
+    with SmtpServer() as server:
+        assert invites("send --cohort press-x --recipients people.csv", env=smtp_env(server))
+    ids = dict(conn.execute("SELECT email, message_id FROM beta_invites").fetchall())
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for i, shape in enumerate(["postfix", "exim", "exim_plain", "gmail", "exchange"]):
+        address = f"person{i}@example.com"
+        (reports / f"{shape}.eml").write_bytes(getattr(dsn_samples, shape)(address, ids[address]))
+    # In an mbox: a soft bounce, a complaint, a report about a message we never sent, a
+    # report whose Message-ID is unknown but whose recipient is ours, and a newsletter.
+    box = mailbox.mbox(tmp_path / "bounces.mbox")
+    box.add(dsn_samples.delayed("person5@example.com", ids["person5@example.com"]))
+    box.add(dsn_samples.complaint("person6@example.com", ids["person6@example.com"]))
+    box.add(dsn_samples.postfix("stranger@example.org", "unknown@elsewhere.example"))
+    box.add(dsn_samples.gmail("PERSON7@Example.com", "forwarded@elsewhere.example"))
+    box.add(dsn_samples.newsletter())
+    box.flush()
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(dsn_samples.exchange("person3@example.com", ids["person3@example.com"]))
+
+    first = invites("bounces import reports bounces.mbox Maildir")
+    assert first.exit_code == 0, first.stderr
+    assert first.stderr.splitlines() == [
+        "unmatched: bounces.mbox message 3: stranger@example.org <unknown@elsewhere.example>:"
+        " no invite of ours",
+        "soft: bounces.mbox message 1: person5@example.com 4.2.2 (delayed)",
+        "not a bounce: bounces.mbox message 5",
+        "read 11 report(s): matched 7 (6 new), complaints 1, unmatched 1, soft 1,"
+        " not a bounce 1; 7 address(es) newly suppressed",
+    ]
+    bounced = sorted(e for e, (_, outcome, _) in outcomes(conn).items() if outcome == "bounced")
+    assert bounced == [f"person{i}@example.com" for i in (0, 1, 2, 3, 4, 7)]
+    assert outcomes(conn)["person0@example.com"][2] == (
+        "5.1.1 smtp; 550 5.1.1 <<recipient>>: Recipient address rejected: User unknown in"
+        " virtual mailbox table"
+    )
+    reasons = {row[0]: row[1] for row in suppressed(conn)}
+    assert reasons[digest("person6@example.com")] == "complained"
+    assert reasons[digest("person7@example.com")] == "bounced"
+    assert digest("person5@example.com") not in reasons
+    before = (outcomes(conn), suppressed(conn))
+
+    again = invites("bounces import reports bounces.mbox Maildir")
+    assert again.exit_code == 0
+    assert again.stderr.splitlines()[-1] == (
+        "read 11 report(s): matched 7 (0 new), complaints 1, unmatched 1, soft 1,"
+        " not a bounce 1; 0 address(es) newly suppressed"
+    )
+    assert (outcomes(conn), suppressed(conn)) == before
+
+
+def test_suppression_outlives_the_sweep_and_stops_issuing(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    assert invites("generate --cohort press-x --email Ada@Example.com --format csv")
+    row = conn.execute("SELECT code FROM beta_invites").fetchone()
+    assert row is not None
+    code = row[0]
+    assert unsubscribe(conn, code=code.lower()) is True
+    assert unsubscribe(conn, email="ada@example.com") is False  # already on the list
+    conn.execute("UPDATE beta_invites SET expires_at = now() - interval '40 days'")
+    assert invites("expire").exit_code == 0
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE email LIKE '%ada%'"
+    ).fetchone() == (0,)
+    # The list holds no address, yet still knows Ada, whatever the case she types.
+    assert "ada" not in json.dumps(invites("suppress list --format json").stdout).lower()
+    again = invites("generate --cohort press-y --email ADA@example.com --format csv")
+    assert again.exit_code == 0
+    assert again.stderr.splitlines() == [
+        "skipped: ADA@example.com: is suppressed (unsubscribed); --include-suppressed issues a"
+        " code anyway",
+        "created 0, skipped 1, invalid 0, duplicates 0",
+    ]
+    forced = invites("generate --cohort press-y --email ADA@example.com --include-suppressed")
+    assert "created 1" in forced.stderr
+    with SmtpServer() as server:
+        sent = invites("send --cohort press-y", env=smtp_env(server))
+        assert sent.stderr.splitlines() == [
+            "not sent: 1 suppressed (unsubscribed 1)",
+            "sent 0, failed 0, bounced 0, skipped 0",
+        ]
+        assert server.recorder.messages == []
+
+
+def test_suppress_commands(invites: Invoke, conn: psycopg.Connection[Any]) -> None:
+    added = invites("suppress add ada@example.com Grace@Example.com --reason unsubscribed")
+    assert (added.exit_code, added.stderr) == (0, "suppressed 2, already suppressed 0\n")
+    assert invites("suppress add ada@example.com").stderr == "suppressed 0, already suppressed 1\n"
+    bad = invites("suppress add not-an-address ada@example.com")
+    assert bad.exit_code == 1
+    assert bad.stderr.startswith("Error: 'not-an-address': ")
+    checked = json.loads(
+        invites("suppress check grace@example.com bob@example.com --format json").stdout
+    )
+    assert [(c["email"], c["suppressed"], c["reason"]) for c in checked] == [
+        ("grace@example.com", True, "unsubscribed"),
+        ("bob@example.com", False, None),
+    ]
+    listed = json.loads(invites("suppress list --format json").stdout)
+    assert sorted(e["digest"] for e in listed) == sorted(
+        [digest("ada@example.com"), digest("grace@example.com")]
+    )
+    assert {e["source"] for e in listed} == {"suppress-add"}
+    removed = invites("suppress remove GRACE@example.com bob@example.com")
+    assert removed.stderr == "removed 1, not on the list 1\n"
+    assert [r[0] for r in suppressed(conn)] == [digest("ada@example.com")]
+    # The SQL digest is the Python one: what the host's own SQL can check.
+    row = conn.execute(
+        "SELECT encode(public.invites_email_digest('ADA@example.com'), 'hex')"
+    ).fetchone()
+    assert row == (digest("ada@example.com"),)
