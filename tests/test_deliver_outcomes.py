@@ -16,7 +16,7 @@ from beta_invites_cli.bounces import read
 from tests import dsn_samples
 from tests.conftest import Invoke
 from tests.smtp import Behaviour, SmtpServer
-from tests.test_issue_send import people, smtp_env
+from tests.test_issue_send import body, people, smtp_env
 
 
 def outcomes(conn: psycopg.Connection[Any]) -> dict[str, tuple[Any, ...]]:
@@ -255,3 +255,110 @@ def test_suppress_commands(invites: Invoke, conn: psycopg.Connection[Any]) -> No
         "SELECT encode(public.invites_email_digest('ADA@example.com'), 'hex')"
     ).fetchone()
     assert row == (digest("ada@example.com"),)
+
+
+def test_html_part_escapes_values_and_headers_offer_unsubscribe(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    settings = {
+        "INVITES_SIGNUP_URL": "https://app.example.com/join?code={code}&src=mail",
+        "INVITES_UNSUBSCRIBE_MAILTO": "unsubscribe@example.com",
+        "INVITES_UNSUBSCRIBE_URL": "https://app.example.com/unsubscribe?code={code}",
+    }
+    with SmtpServer() as server:
+        result = invites(
+            "send",
+            "--cohort",
+            "<script>alert(1)</script>",
+            "--email",
+            "tom&jerry@example.com",
+            env={**smtp_env(server), **settings},
+        )
+        assert result.exit_code == 0, result.stderr
+        (message,) = server.recorder.messages
+    code = conn.execute("SELECT code FROM beta_invites").fetchone()[0]  # type: ignore[index]
+    assert message.get_content_type() == "multipart/alternative"
+    parts = message.get_payload()
+    assert isinstance(parts, list)
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    text, page = body(message), body(message, "html")
+    assert code in text and code in page
+    assert "tom&amp;jerry@example.com" in page and "tom&jerry@example.com" not in page
+    assert f'href="https://app.example.com/join?code={code}&amp;src=mail"' in page
+    assert " ".join(message["List-Unsubscribe"].split()) == (  # unfolded
+        f"<mailto:unsubscribe@example.com?subject=unsubscribe%20{code}>, "
+        f"<https://app.example.com/unsubscribe?code={code}>"
+    )
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Date"] and message["Message-ID"]
+
+
+def test_a_cohort_name_cannot_inject_html_or_headers(invites: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "t.txt").write_text(
+        "Subject: Welcome to {{ cohort }}\n\nHi {{ email }}\n--- html ---\n<p>{{ cohort }}</p>\n"
+    )
+    with SmtpServer() as server:
+        result = invites(
+            "send",
+            "--cohort",
+            "<b>vip</b>",
+            "--email",
+            "ada@example.com",
+            "--template",
+            "t.txt",
+            env=smtp_env(server),
+        )
+        assert result.exit_code == 0, result.stderr
+        (message,) = server.recorder.messages
+    assert "<p>&lt;b&gt;vip&lt;/b&gt;</p>" in body(message, "html")
+    assert message["Subject"] == "Welcome to <b>vip</b>"  # a header is text, not HTML
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("INVITES_UNSUBSCRIBE_URL", "http://app.example.com/u?c={code}", "must be an https:// URL"),
+        ("INVITES_UNSUBSCRIBE_URL", "https://app.example.com/u", "must be an https:// URL"),
+        ("INVITES_UNSUBSCRIBE_URL", "https://a.example/u?c={code}\r\nBcc: x@y.z", "one line"),
+        ("INVITES_UNSUBSCRIBE_MAILTO", "not an address", "is not an email address"),
+        ("INVITES_FROM", "Beta Team", "is not an email address"),
+    ],
+)
+def test_bad_sender_settings_are_one_error_before_anything(
+    invites: Invoke, conn: psycopg.Connection[Any], name: str, value: str, error: str
+) -> None:
+    with SmtpServer() as server:
+        result = invites(
+            "send --cohort press-x --email ada@example.com", env={**smtp_env(server), name: value}
+        )
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: ") and error in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        assert server.recorder.messages == []
+    assert conn.execute("SELECT count(*) FROM beta_invites").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_auto_pause_after_failures_in_a_row(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path, connections: int
+) -> None:
+    people(20, tmp_path)
+    refuse = {f"person{i}@example.com": "550 5.1.1 no such user" for i in range(20)}
+    with SmtpServer(Behaviour(refuse=refuse)) as server:
+        result = invites(
+            f"send --cohort press-x --recipients people.csv --max-errors 5 --connections {connections}",
+            env=smtp_env(server),
+        )
+        assert result.exit_code == 1
+        assert result.stderr.splitlines()[-1] == (
+            "Error: 5 deliveries in a row failed: stopped to protect the sender's reputation; "
+            "the rest stay unsent (check the failures, then run again; --max-errors sets the limit)"
+        )
+        attempts = sum(server.recorder.rcpt_attempts.values())
+        # The other connections finish the message they hold: at most N-1 more.
+        assert 5 <= attempts <= 5 + connections - 1
+    counts = conn.execute(
+        "SELECT count(*) FILTER (WHERE delivery_outcome = 'bounced'),"
+        " count(*) FILTER (WHERE delivery_outcome IS NULL AND sent_at IS NULL) FROM beta_invites"
+    ).fetchone()
+    assert counts == (attempts, 20 - attempts)

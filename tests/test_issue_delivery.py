@@ -210,12 +210,9 @@ def test_a_server_that_stops_answering_mid_batch_stops_the_run(
     people(6, tmp_path)
     silent = {f"person{i}@example.com": 3.0 for i in range(6)}
     with SmtpServer(Behaviour(silent_after_data=silent)) as server:
+        # One connection: with N, up to N-1 more messages are in flight when the count is hit.
         result = invites(
-            "send",
-            "--cohort",
-            "press-x",
-            "--recipients",
-            "people.csv",
+            "send --cohort press-x --recipients people.csv --connections 1",
             env={**smtp_env(server), **QUICK},
         )
         assert result.exit_code == 1

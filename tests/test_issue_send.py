@@ -59,7 +59,8 @@ def test_500_recipients_each_get_exactly_their_own_code(
             assert codes[email] in body(messages[0])
             assert messages[0]["X-Invite-Code"] == codes[email]
             assert messages[0]["From"] == "Beta Team <beta@example.com>"
-        assert server.recorder.connections == 1  # one connection for the whole batch
+        # Each of the 4 default connections is opened once and kept for the whole batch.
+        assert server.recorder.connections == 4
         assert unsent(conn) == 0
 
         again = invites(
@@ -128,7 +129,7 @@ def test_dropped_connection_is_reopened(
     people(20, tmp_path)
     with SmtpServer(Behaviour(drop_after=7)) as server:
         result = invites(
-            "send", "--cohort", "press-x", "--recipients", "people.csv", env=smtp_env(server)
+            "send --cohort press-x --recipients people.csv --connections 1", env=smtp_env(server)
         )
         assert result.exit_code == 0, result.stderr
         received = server.recorder.by_recipient()
@@ -137,15 +138,21 @@ def test_dropped_connection_is_reopened(
     assert unsent(conn) == 0
 
 
+@pytest.mark.parametrize("connections", [1, 4])
 def test_killed_mid_batch_then_rerun(
-    invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+    invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path, connections: int
 ) -> None:
     people(60, tmp_path)
     invites("generate", "--cohort", "press-x", "--recipients", "people.csv", "--format", "csv")
     codes = codes_in_db(conn)
     with SmtpServer(Behaviour(delay=0.02)) as server:
         proc = invites_process(
-            "send", "--cohort", "press-x", env={**smtp_env(server), "DATABASE_URL": db_url}
+            "send",
+            "--cohort",
+            "press-x",
+            "--connections",
+            str(connections),
+            env={**smtp_env(server), "DATABASE_URL": db_url},
         )
         deadline = time.monotonic() + 30
         while len(server.recorder.messages) < 15 and time.monotonic() < deadline:
@@ -162,7 +169,7 @@ def test_killed_mid_batch_then_rerun(
         received = server.recorder.by_recipient()
         assert set(received) == set(codes)
         twice = [email for email, messages in received.items() if len(messages) > 1]
-        assert len(twice) <= 1  # at most the one message in flight when it died
+        assert len(twice) <= connections  # at most the one in flight per connection at the kill
         for email, messages in received.items():
             assert {m["X-Invite-Code"] for m in messages} == {codes[email]}
     assert unsent(conn) == 0
@@ -180,6 +187,8 @@ def test_two_senders_at_once_email_nobody_twice(
                 "press-x",
                 "--recipients",
                 str(tmp_path / "people.csv"),
+                "--connections",
+                "4",
                 env={**smtp_env(server), "DATABASE_URL": db_url},
             )
             for _ in range(2)
@@ -412,3 +421,21 @@ def test_ctrl_c_stops_after_the_current_message(
         # Every message the server accepted was recorded, and nothing more was sent.
         assert len(server.recorder.messages) == sent
         assert unsent(conn) == 40 - sent
+
+
+def test_rate_is_shared_by_all_connections(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    # 9 messages at 20 per second leave at least 8 intervals of 50 ms between their starts,
+    # however many connections send them; each connection alone would allow 4 times that.
+    people(9, tmp_path)
+    with SmtpServer() as server:
+        started = time.monotonic()
+        result = invites(
+            "send --cohort press-x --recipients people.csv --rate 20 --connections 4",
+            env=smtp_env(server),
+        )
+        elapsed = time.monotonic() - started
+        assert result.exit_code == 0, result.stderr
+        assert len(server.recorder.messages) == 9
+    assert elapsed >= 8 / 20

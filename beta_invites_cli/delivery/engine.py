@@ -14,6 +14,7 @@ its address joins the suppression list. Suppressed addresses are never emailed.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -173,11 +174,10 @@ def unsent(
 
 
 def deliver_cohort(
-    conn: psycopg.Connection[Any],
+    senders: list[tuple[psycopg.Connection[Any], Transport]],
     reader: psycopg.Connection[Any],
     cohort: str,
     letterhead: Letterhead,
-    transport: Transport,
     *,
     limit: int | None = None,
     rate: float | None = None,
@@ -186,32 +186,109 @@ def deliver_cohort(
     on_progress: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
-    """Email every sendable invite of `cohort` (at most `limit`), `rate` per second at most.
+    """Email every sendable invite of `cohort` (at most `limit`), `rate` per second at most,
+    over every (connection, transport) pair of `senders` at once.
 
-    Both connections are in autocommit mode: `reader` walks the candidates while each message
-    gets its own transaction on `conn`: lock the row, send, record the outcome, commit.
-    Committing one message and locking the next travel together in one round trip (a pipeline).
+    All connections are in autocommit mode: `reader` walks the candidates, handed out one at a
+    time to the senders; each message gets its own transaction on its sender's connection: lock
+    the row (SKIP LOCKED), send, record the outcome, commit. Committing one message and locking
+    the next travel together in one round trip (a pipeline). So each sender has at most one
+    message in flight, and the guarantees of one sender hold for any number.
     """
-    run = _Run(conn, letterhead, transport, sendable(retry_uncertain), on_progress, max_errors)
-    pace = _Pace(rate)
-    try:
-        for candidate in unsent(reader, cohort, retry_uncertain=retry_uncertain):
-            if limit is not None and run.attempted >= limit:
-                break
-            if should_stop():
-                run.result.interrupted = True
-                break
-            invite = run.lock_next(candidate.id)
-            if invite is None:
-                continue  # another sender has it, or it was redeemed, revoked or sent meanwhile
-            pace.wait()
-            if not run.attempt(invite):
-                break
-        run.lock_next(None)
-    finally:
-        if not conn.closed and conn.info.transaction_status != conn.info.transaction_status.IDLE:
-            conn.execute("ROLLBACK")
-    return run.result
+    shared = _Shared(
+        unsent(reader, cohort, retry_uncertain=retry_uncertain),
+        limit=limit,
+        rate=rate,
+        pause=AutoPause(max_errors),
+        should_stop=should_stop,
+    )
+    which = sendable(retry_uncertain)
+    runs = [
+        _Run(conn, letterhead, transport, which, on_progress, shared) for conn, transport in senders
+    ]
+    if len(runs) == 1:
+        runs[0].work()
+    else:
+        threads = [
+            threading.Thread(target=run.work, name=f"sender-{i}") for i, run in enumerate(runs)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    failure = next((run.error for run in runs if run.error is not None), None)
+    if failure is not None:
+        raise failure
+    return _merged([run.result for run in runs], shared)
+
+
+def _merged(results: list[DeliveryResult], shared: _Shared) -> DeliveryResult:
+    merged = DeliveryResult()
+    for result in results:
+        merged.sent += result.sent
+        merged.failed += result.failed
+        merged.bounced += result.bounced
+        merged.uncertain += result.uncertain
+        merged.aborted = merged.aborted or result.aborted
+    merged.aborted = merged.aborted or shared.pause.reason
+    merged.interrupted = shared.interrupted
+    return merged
+
+
+class _Shared:
+    """What the senders of one run share: the candidates, the limit, the pace, the stop."""
+
+    def __init__(
+        self,
+        candidates: Iterator[Pending],
+        *,
+        limit: int | None,
+        rate: float | None,
+        pause: AutoPause,
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self.lock = threading.Lock()
+        self.candidates = candidates
+        self.limit = limit
+        self.claimed = 0
+        self.pace = _Pace(rate)
+        self.pause = pause
+        self.should_stop = should_stop
+        self.stopped = False
+        self.interrupted = False
+        self.uncertain_in_a_row = 0
+
+    def next_candidate(self) -> Pending | None:
+        with self.lock:
+            if self.stopped or self.pause.reason is not None:
+                return None
+            if self.should_stop():
+                self.interrupted = self.stopped = True
+                return None
+            candidate = next(self.candidates, None)
+            if candidate is None:
+                self.stopped = True
+            return candidate
+
+    def claim(self) -> bool:
+        """Count a locked invite against --limit; False when the limit is reached."""
+        with self.lock:
+            if self.limit is not None and self.claimed >= self.limit:
+                self.stopped = True
+                return False
+            self.claimed += 1
+            return True
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+
+    def unanswered(self, *, add: bool) -> int:
+        """Messages in a row the server left without an answer, on any connection (an
+        answered one starts the count again)."""
+        with self.lock:
+            self.uncertain_in_a_row = self.uncertain_in_a_row + 1 if add else 0
+            return self.uncertain_in_a_row
 
 
 class AutoPause:
@@ -222,21 +299,26 @@ class AutoPause:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_a_row = 0
+        self.reason: str | None = None
+        self._lock = threading.Lock()
 
     def succeeded(self) -> None:
-        self.in_a_row = 0
+        with self._lock:
+            self.in_a_row = 0
 
     def failed(self, result: DeliveryResult) -> bool:
         """Count one failure; False (and why, in result.aborted) when the run must stop."""
-        self.in_a_row += 1
-        if self.in_a_row < self.limit:
-            return True
-        result.aborted = (
-            f"{self.in_a_row} deliveries in a row failed: stopped to protect the sender's "
-            "reputation; the rest stay unsent (check the failures, then run again; "
-            "--max-errors sets the limit)"
-        )
-        return False
+        with self._lock:
+            self.in_a_row += 1
+            if self.in_a_row < self.limit and self.reason is None:
+                return True
+            self.reason = self.reason or (
+                f"{self.in_a_row} deliveries in a row failed: stopped to protect the sender's "
+                "reputation; the rest stay unsent (check the failures, then run again; "
+                "--max-errors sets the limit)"
+            )
+            result.aborted = self.reason
+            return False
 
 
 class _Pace:
@@ -245,13 +327,18 @@ class _Pace:
     def __init__(self, rate: float | None) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self.next_at = time.monotonic()
+        self._lock = threading.Lock()
 
     def wait(self) -> None:
-        if self.interval:
-            delay = self.next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            self.next_at = max(self.next_at, time.monotonic()) + self.interval
+        """Wait for this message's slot; senders on several connections share the rate."""
+        if not self.interval:
+            return
+        with self._lock:
+            slot = max(self.next_at, time.monotonic())
+            self.next_at = slot + self.interval
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class _Run:
@@ -264,7 +351,7 @@ class _Run:
         transport: Transport,
         which: sql.Composable,
         on_progress: Callable[[], None],
-        max_errors: int = 10,
+        shared: _Shared,
     ) -> None:
         self.conn = conn
         self.letterhead = letterhead
@@ -281,14 +368,36 @@ class _Run:
         self.result = DeliveryResult()
         # Accepted by the server (with its Message-ID), sent_at not committed yet.
         self.accepted: tuple[Pending, str] | None = None
-        self.uncertain_in_a_row = 0
-        self.pause = AutoPause(max_errors)
+        self.shared = shared
+        self.pause = shared.pause
+        self.error: BaseException | None = None  # raised in a sender thread, re-raised by the run
 
-    @property
-    def attempted(self) -> int:
-        r = self.result
-        held = self.accepted is not None
-        return r.sent + len(r.failed) + len(r.bounced) + len(r.uncertain) + held
+    def work(self) -> None:
+        """Send until the candidates run out or the run stops; the last accepted message is
+        committed, and nothing is left locked, whatever happens."""
+        conn = self.conn
+        try:
+            while (candidate := self.shared.next_candidate()) is not None:
+                invite = self.lock_next(candidate.id)
+                if invite is None:
+                    continue  # another sender has it, or it was redeemed, revoked or sent
+                if not self.shared.claim():
+                    conn.execute("ROLLBACK")
+                    break
+                self.shared.pace.wait()
+                if not self.attempt(invite):
+                    self.shared.stop()
+                    break
+            self.lock_next(None)
+        except BaseException as exc:  # handed to the thread that runs the senders
+            self.error = exc
+            self.shared.stop()
+        finally:
+            if (
+                not conn.closed
+                and conn.info.transaction_status != conn.info.transaction_status.IDLE
+            ):
+                conn.execute("ROLLBACK")
 
     def lock_next(self, next_id: UUID | None) -> Pending | None:
         """Record the accepted invite as sent and commit; then lock `next_id` in a new
@@ -340,11 +449,11 @@ class _Run:
         except DeliveryUncertain as exc:
             self._record(invite, "uncertain", str(exc))
             self.result.uncertain.append((invite.email, str(exc)))
-            self.uncertain_in_a_row += 1
-            if self.uncertain_in_a_row >= MAX_UNCERTAIN_IN_A_ROW:
+            in_a_row = self.shared.unanswered(add=True)
+            if in_a_row >= MAX_UNCERTAIN_IN_A_ROW:
                 self.result.aborted = (
                     f"the mail server {self.transport.description} left "
-                    f"{self.uncertain_in_a_row} messages in a row without an answer: stopped"
+                    f"{in_a_row} messages in a row without an answer: stopped"
                 )
                 return False
             return True
@@ -352,7 +461,7 @@ class _Run:
             self.conn.execute("ROLLBACK")
             self.result.aborted = str(exc)
             return False
-        self.uncertain_in_a_row = 0
+        self.shared.unanswered(add=False)
         self.pause.succeeded()
         self.accepted = (invite, letter.message_id)
         return True

@@ -122,7 +122,10 @@ class Unsubscribe:
             targets.append(f"<{self.url.replace('{code}', code)}>")
         if not targets:
             return []
-        lines = [_header("List-Unsubscribe", ", ".join(targets))]
+        # A structured header: folded between its URLs, never encoded (RFC 2369). Both were
+        # checked at start to be ASCII without spaces or line breaks.
+        value = f",{CRLF} ".join(targets)
+        lines = [f"List-Unsubscribe: {value}"]
         if self.url:
             lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         return lines
