@@ -7,6 +7,7 @@ import email
 import socket
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -23,6 +24,8 @@ class Behaviour:
     # After the whole message has arrived: never answer (for this long), or hang up.
     silent_after_data: dict[str, float] = field(default_factory=dict)  # address -> seconds
     drop_after_data: set[str] = field(default_factory=set)
+    # Called with each recipient when the end of its message arrives, before the answer.
+    on_end_of_data: Callable[[str], None] | None = None
 
 
 class Recorder:
@@ -79,6 +82,8 @@ class Recorder:
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
             self.messages.append(email.message_from_bytes(raw))
         (recipient,) = envelope.rcpt_tos
+        if self.behaviour.on_end_of_data is not None:
+            self.behaviour.on_end_of_data(recipient)
         if recipient in self.behaviour.drop_after_data:
             server.transport.close()  # the message arrived; the answer never will
         silence = self.behaviour.silent_after_data.get(recipient)

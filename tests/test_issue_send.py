@@ -439,3 +439,43 @@ def test_rate_is_shared_by_all_connections(
         assert result.exit_code == 0, result.stderr
         assert len(server.recorder.messages) == 9
     assert elapsed >= 8 / 20
+
+
+def test_each_message_ends_only_after_the_one_before_is_committed(
+    invites: Invoke, db_url: str, tmp_path: Path
+) -> None:
+    # The commit of message k overlaps the SMTP exchange of message k+1, but k+1's end of DATA
+    # (the moment it may be delivered) waits for it: whenever the server sees a message end,
+    # every message before it has its sent_at committed. So a kill at any moment leaves at
+    # most one accepted message per connection without sent_at.
+    people(40, tmp_path)
+    arrived: list[str] = []
+    lagging: list[tuple[str, int, int]] = []
+    watcher = psycopg.connect(db_url, autocommit=True)
+    # A slow disk: every commit that records a message as sent takes 30 ms, far longer than
+    # one message's SMTP exchange here.
+    watcher.execute(
+        """
+        CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql
+          AS $$ BEGIN PERFORM pg_sleep(0.03); RETURN NULL; END $$;
+        CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE OF sent_at ON beta_invites
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
+        """
+    )
+
+    def check(recipient: str) -> None:
+        row = watcher.execute(
+            "SELECT count(*) FROM beta_invites WHERE sent_at IS NOT NULL"
+        ).fetchone()
+        committed = row[0] if row else -1
+        if committed != len(arrived):
+            lagging.append((recipient, len(arrived), committed))
+        arrived.append(recipient)
+
+    with watcher, SmtpServer(Behaviour(on_end_of_data=check)) as server:
+        result = invites(
+            "send --cohort press-x --recipients people.csv --connections 1", env=smtp_env(server)
+        )
+        assert result.exit_code == 0, result.stderr
+    assert len(arrived) == 40
+    assert lagging == []

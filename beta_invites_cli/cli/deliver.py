@@ -111,20 +111,22 @@ def send(
         if chosen.outbox is not None:
             connections = 1  # files on a local disk: more connections only add contention
         with contextlib.ExitStack() as stack:
-            conn = stack.enter_context(app.database.connect(autocommit=True))
-            reader = stack.enter_context(app.database.connect(autocommit=True))
+
+            def connect(app: App) -> Connection:
+                return stack.enter_context(app.database.connect(autocommit=True))
+
+            conn = connect(app)
+            reader = connect(app)
             check_user(conn, request.sent_by, "--sent-by")
             if dry_run:
                 show_preview(conn, request, head, force, include_suppressed, limit, retry_uncertain)
                 return
-            senders = [(conn, stack.enter_context(opened(chosen)))]
-            for _ in range(connections - 1):
-                senders.append(
-                    (
-                        stack.enter_context(app.database.connect(autocommit=True)),
-                        stack.enter_context(opened(chosen)),
-                    )
-                )
+            # Each sender has its own SMTP connection and two database connections: one
+            # commits the message just accepted while the other holds the next one.
+            senders: list[tuple[engine.Connections, Transport]] = []
+            for number in range(connections):
+                first = conn if number == 0 else connect(app)
+                senders.append(((first, connect(app)), stack.enter_context(opened(chosen))))
             # The mail server is reached (on every connection) before anything is issued or
             # locked: one that cannot be reached, or never answers, changes nothing.
             for _, transport in senders:
@@ -161,7 +163,7 @@ def opened(chosen: channel.Channel) -> Iterator[Transport]:
 
 
 def deliver(
-    senders: list[tuple[Connection, Transport]],
+    senders: list[tuple[engine.Connections, Transport]],
     reader: Connection,
     cohort: str,
     head: channel.Letterhead,

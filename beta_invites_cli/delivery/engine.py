@@ -13,10 +13,12 @@ its address joins the suppression list. Suppressed addresses are never emailed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -173,8 +175,11 @@ def unsent(
         last = page[-1]
 
 
+Connections = tuple["psycopg.Connection[Any]", "psycopg.Connection[Any]"]
+
+
 def deliver_cohort(
-    senders: list[tuple[psycopg.Connection[Any], Transport]],
+    senders: list[tuple[Connections, Transport]],
     reader: psycopg.Connection[Any],
     cohort: str,
     letterhead: Letterhead,
@@ -204,7 +209,8 @@ def deliver_cohort(
     )
     which = sendable(retry_uncertain)
     runs = [
-        _Run(conn, letterhead, transport, which, on_progress, shared) for conn, transport in senders
+        _Run(conns, letterhead, transport, which, on_progress, shared)
+        for conns, transport in senders
     ]
     if len(runs) == 1:
         runs[0].work()
@@ -342,18 +348,25 @@ class _Pace:
 
 
 class _Run:
-    """One `send` run: the invite in flight, its outcome, and the tally."""
+    """One sender of a `send` run: its connections, the invite in flight, and the tally.
+
+    A sender has two database connections and alternates between them: while the transaction
+    that holds invite k commits its sent_at (an fsync), the other one locks invite k+1 and its
+    message goes out. The commit is awaited just before the end of k+1's DATA, so at any moment
+    at most one accepted message lacks its committed sent_at, as with one connection, while the
+    commit hides behind the SMTP exchange."""
 
     def __init__(
         self,
-        conn: psycopg.Connection[Any],
+        conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],
         letterhead: Letterhead,
         transport: Transport,
         which: sql.Composable,
         on_progress: Callable[[], None],
         shared: _Shared,
     ) -> None:
-        self.conn = conn
+        self.conns = conns
+        self.conn = conns[0]  # the connection whose transaction holds the invite in flight
         self.letterhead = letterhead
         self.transport = transport
         self.lock_query = sql.SQL(
@@ -368,6 +381,8 @@ class _Run:
         self.result = DeliveryResult()
         # Accepted by the server (with its Message-ID), sent_at not committed yet.
         self.accepted: tuple[Pending, str] | None = None
+        self.committing: Future[None] | None = None
+        self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self.shared = shared
         self.pause = shared.pause
         self.error: BaseException | None = None  # raised in a sender thread, re-raised by the run
@@ -375,14 +390,13 @@ class _Run:
     def work(self) -> None:
         """Send until the candidates run out or the run stops; the last accepted message is
         committed, and nothing is left locked, whatever happens."""
-        conn = self.conn
         try:
             while (candidate := self.shared.next_candidate()) is not None:
                 invite = self.lock_next(candidate.id)
                 if invite is None:
                     continue  # another sender has it, or it was redeemed, revoked or sent
                 if not self.shared.claim():
-                    conn.execute("ROLLBACK")
+                    self.conn.execute("ROLLBACK")
                     break
                 self.shared.pace.wait()
                 if not self.attempt(invite):
@@ -393,50 +407,56 @@ class _Run:
             self.error = exc
             self.shared.stop()
         finally:
-            if (
-                not conn.closed
-                and conn.info.transaction_status != conn.info.transaction_status.IDLE
-            ):
-                conn.execute("ROLLBACK")
+            with contextlib.suppress(Exception):  # reported above, if anything went wrong
+                self.settle()
+            self.committer.shutdown()
+            for conn in self.conns:
+                idle = conn.info.transaction_status == conn.info.transaction_status.IDLE
+                if not conn.closed and not idle:
+                    with contextlib.suppress(Exception):  # a broken connection rolls back
+                        conn.execute("ROLLBACK")
 
     def lock_next(self, next_id: UUID | None) -> Pending | None:
-        """Record the accepted invite as sent and commit; then lock `next_id` in a new
-        transaction, held while its message is in flight so a concurrent sender skips it. The
-        condition is checked again under the lock: an invite revoked, redeemed or anonymised
-        since it was listed is not sent."""
-        conn = self.conn
-        row = None
-        with conn.pipeline():
-            if self.accepted is not None:
-                invite, message_id = self.accepted
-                conn.execute(
-                    """
-                    UPDATE public.beta_invites
-                       SET sent_at = now(), message_id = %s, delivery_outcome = NULL,
-                           delivery_outcome_at = NULL, delivery_reply = NULL
-                     WHERE id = %s
-                    """,
-                    (message_id, invite.id),
-                )
-                conn.execute("COMMIT")
-            if next_id is not None:
-                conn.execute("BEGIN")
-                cursor = conn.cursor(row_factory=class_row(Pending))
-                row = cursor.execute(self.lock_query, (next_id,)).fetchone()
+        """Start committing the accepted invite as sent (on its own connection, in the
+        background); then lock `next_id` on the other connection, in a transaction held while
+        its message is in flight, so a concurrent sender skips it. The condition is checked
+        again under the lock: an invite revoked, redeemed or anonymised since it was listed is
+        not sent."""
         if self.accepted is not None:
-            self.result.sent += 1
+            invite, message_id = self.accepted
             self.accepted = None
-            self.on_progress()
-        if next_id is not None and row is None:
+            held = self.conn
+            self.committing = self.committer.submit(_commit_sent, held, invite.id, message_id)
+            self.conn = self.conns[1] if held is self.conns[0] else self.conns[0]
+        if next_id is None:
+            self.settle()
+            return None
+        conn = self.conn
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            cursor = conn.cursor(row_factory=class_row(Pending))
+            row = cursor.execute(self.lock_query, (next_id,)).fetchone()
+        if row is None:
             conn.execute("ROLLBACK")
         return row
+
+    def settle(self) -> None:
+        """Wait for the sent_at commit in flight, if any, and count it."""
+        if self.committing is None:
+            return
+        committing, self.committing = self.committing, None
+        committing.result()
+        self.result.sent += 1
+        self.on_progress()
 
     def attempt(self, invite: Pending) -> bool:
         """Send one message; False when the run must stop."""
         try:
             letter = compose(self.letterhead, invite)
-            self.transport.deliver(letter)
+            self.transport.deliver(letter, before_end=self.settle)
+            self.settle()
         except DeliveryFailed as exc:
+            self.settle()
             if exc.permanent:
                 record_bounce(self.conn, invite, exc)
                 self.conn.execute("COMMIT")
@@ -447,6 +467,7 @@ class _Run:
                 self.result.failed.append((invite.email, str(exc)))
             return self.pause.failed(self.result)
         except DeliveryUncertain as exc:
+            self.settle()
             self._record(invite, "uncertain", str(exc))
             self.result.uncertain.append((invite.email, str(exc)))
             in_a_row = self.shared.unanswered(add=True)
@@ -458,6 +479,7 @@ class _Run:
                 return False
             return True
         except InvitesError as exc:  # the mail server cannot be reached at all
+            self.settle()
             self.conn.execute("ROLLBACK")
             self.result.aborted = str(exc)
             return False
@@ -478,6 +500,21 @@ class _Run:
         )
         self.conn.execute("COMMIT")
         self.on_progress()
+
+
+def _commit_sent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
+    """Record an accepted message and commit the transaction that held its invite."""
+    with conn.pipeline():
+        conn.execute(
+            """
+            UPDATE public.beta_invites
+               SET sent_at = now(), message_id = %s, delivery_outcome = NULL,
+                   delivery_outcome_at = NULL, delivery_reply = NULL
+             WHERE id = %s
+            """,
+            (message_id, invite_id),
+        )
+        conn.execute("COMMIT")
 
 
 def record_bounce(conn: psycopg.Connection[Any], invite: Pending, exc: DeliveryFailed) -> None:

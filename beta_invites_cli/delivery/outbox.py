@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +39,13 @@ class OutboxTransport:
                 f"cannot create the outbox {self.directory}: {exc.strerror}"
             ) from None
 
-    def deliver(self, letter: Letter) -> None:
+    def deliver(self, letter: Letter, before_end: Callable[[], None] | None = None) -> None:
         path = self.directory / f"{letter.name}.eml"
         temporary = path.with_suffix(".eml.tmp")
         try:
             temporary.write_bytes(letter.data)
+            if before_end is not None:
+                before_end()
             temporary.replace(path)  # a reader never sees half a message
         except OSError as exc:
             with contextlib.suppress(OSError):

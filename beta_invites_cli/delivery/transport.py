@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from beta_invites_cli.delivery.message import Letter
@@ -26,6 +27,9 @@ class Transport(Protocol):
 
     def connect(self) -> None: ...
 
-    def deliver(self, letter: Letter) -> None: ...
+    def deliver(self, letter: Letter, before_end: Callable[[], None] | None = None) -> None:
+        """Hand one message over; `before_end` runs just before the message becomes final
+        (the end of DATA; an .eml renamed into place)."""
+        ...
 
     def close(self) -> None: ...
