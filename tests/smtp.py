@@ -20,6 +20,9 @@ class Behaviour:
     refuse: dict[str, str] = field(default_factory=dict)  # address -> "550 ..." every time
     defer_once: dict[str, str] = field(default_factory=dict)  # address -> "451 ..." the first time
     drop_after: int | None = None  # hang up once, at the next MAIL after this many messages
+    # Answer the next MAIL after this many messages with 421 and close the connection, once
+    # (a server shutting down mid-batch).
+    shutdown_after: int | None = None
     delay: float = 0.0  # seconds spent on each message
     # After the whole message has arrived: never answer (for this long), or hang up.
     silent_after_data: dict[str, float] = field(default_factory=dict)  # address -> seconds
@@ -38,6 +41,7 @@ class Recorder:
         self.connections = 0
         self._lock = threading.Lock()
         self._dropped = False
+        self._shut = False
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -56,6 +60,13 @@ class Recorder:
                 self._dropped = True
         if drop:
             server.transport.close()  # hang up without a word, between two messages
+        with self._lock:
+            shutdown = self.behaviour.shutdown_after == len(self.messages) and not self._shut
+            if shutdown:
+                self._shut = True
+        if shutdown:
+            asyncio.get_running_loop().call_later(0.05, server.transport.close)
+            return "421 4.3.2 Service shutting down, try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"

@@ -361,3 +361,42 @@ def test_auto_pause_after_failures_in_a_row(
         " count(*) FILTER (WHERE delivery_outcome IS NULL AND sent_at IS NULL) FROM beta_invites"
     ).fetchone()
     assert counts == (attempts, 20 - attempts)
+
+
+def test_a_421_mid_batch_is_retried_on_a_new_connection(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(10, tmp_path)
+    with SmtpServer(Behaviour(shutdown_after=4)) as server:
+        result = invites(
+            "send --cohort press-x --recipients people.csv --connections 1", env=smtp_env(server)
+        )
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.splitlines()[-1] == "sent 10, failed 0, bounced 0, skipped 0"
+        received = server.recorder.by_recipient()
+        assert len(received) == 10 and all(len(m) == 1 for m in received.values())
+        assert server.recorder.connections == 2
+    assert conn.execute("SELECT count(*) FROM beta_invites WHERE sent_at IS NULL").fetchone() == (
+        0,
+    )
+
+
+def test_timeout_option_treats_a_silent_server_as_a_dropped_connection(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    with SmtpServer(Behaviour(silent_after_data={"ada@example.com": 5.0})) as server:
+        result = invites(
+            "send --cohort press-x --email ada@example.com --email bob@example.com"
+            " --connections 1 --timeout 0.5",
+            env=smtp_env(server),
+        )
+        assert result.exit_code == 0, result.stderr
+        assert (
+            "uncertain: ada@example.com: no answer to the end of the message within 0.5 s;"
+            " not sent again (--retry-uncertain decides)"
+        ) in result.stderr.splitlines()
+        assert result.stderr.splitlines()[-1] == (
+            "sent 1, failed 0, bounced 0, uncertain 1, skipped 0"
+        )
+    rows = dict(conn.execute("SELECT email, delivery_outcome FROM beta_invites").fetchall())
+    assert rows == {"ada@example.com": "uncertain", "bob@example.com": None}
