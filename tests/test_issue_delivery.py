@@ -324,7 +324,7 @@ def test_full_disk_while_writing_the_outbox(
 
 
 def test_resend_rechecks_each_invite_while_it_is_in_flight(
-    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+    invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     """An invite revoked after resend listed it is not mailed."""
     from beta_invites_cli.delivery import engine
@@ -346,7 +346,8 @@ def test_resend_rechecks_each_invite_while_it_is_in_flight(
     head = Letterhead("b@example.com", None, None, load(None, signup_url=None))
     transport = OutboxTransport(tmp_path / "again")
     transport.connect()
-    outcome = engine.resend(conn, listed, head, transport)
+    with psycopg.connect(db_url, autocommit=True) as second:
+        outcome = engine.resend([((conn, second), transport)], listed, head)
     assert outcome.sent == 1
     assert [email for email, _ in outcome.failed] == ["gone@example.com"]
     assert [p.name for p in (tmp_path / "again").iterdir()] == [

@@ -386,6 +386,27 @@ def test_resend(invites: Invoke, conn: psycopg.Connection[Any]) -> None:
         assert ok.exit_code == 0, ok.stderr
         (message,) = server.recorder.messages
         assert message["To"] == "a@example.com" and codes["a@example.com"] in body(message)
+    # The new Message-ID is kept: a bounce of the resent message finds its invite.
+    row = conn.execute(
+        "SELECT message_id FROM beta_invites WHERE email = 'a@example.com'"
+    ).fetchone()
+    assert row is not None and f"<{row[0]}>" == message["Message-ID"]
+
+
+def test_resend_a_cohort_over_four_connections(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(40, tmp_path)
+    invites("generate --cohort press-x --recipients people.csv --mark-sent --format csv")
+    conn.execute("UPDATE beta_invites SET revoked_at = now() WHERE email = 'person7@example.com'")
+    with SmtpServer(Behaviour(delay=0.01)) as server:
+        result = invites("resend --cohort press-x --connections 4", env=smtp_env(server))
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.splitlines()[-1] == "sent 39, failed 0, bounced 0, skipped 0"
+        received = server.recorder.by_recipient()
+        assert server.recorder.connections == 4
+    assert len(received) == 39 and all(len(m) == 1 for m in received.values())
+    assert "person7@example.com" not in received
 
 
 @pytest.mark.parametrize("url", ["http://example.com", "smtp://"])

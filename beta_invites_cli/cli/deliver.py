@@ -36,7 +36,15 @@ from beta_invites_cli.status import Status, condition
 Connection = psycopg.Connection[Any]
 
 UNCERTAIN = condition(Status.UNCERTAIN)
-DEFAULT_CONNECTIONS = 4  # measured: see README "Parallel connections"
+DEFAULT_CONNECTIONS = 4  # measured: see README, `invites send`
+
+connections_option = click.option(
+    "--connections",
+    type=click.IntRange(1, 32),
+    default=DEFAULT_CONNECTIONS,
+    show_default=True,
+    help="SMTP connections sending at once (each with at most one message in flight).",
+)
 
 
 def open_channel(
@@ -70,13 +78,7 @@ def open_channel(
     metavar="PER_SECOND",
     help="Send at most this many per second (0.001 to 100000).",
 )
-@click.option(
-    "--connections",
-    type=click.IntRange(1, 32),
-    default=DEFAULT_CONNECTIONS,
-    show_default=True,
-    help="SMTP connections sending at once (each with at most one message in flight).",
-)
+@connections_option
 @click.option(
     "--retry-uncertain",
     is_flag=True,
@@ -108,8 +110,6 @@ def send(
         app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid
     ) as request:
         chosen, head = open_channel(app, outbox, template_path, timeout)
-        if chosen.outbox is not None:
-            connections = 1  # files on a local disk: more connections only add contention
         with contextlib.ExitStack() as stack:
 
             def connect(app: App) -> Connection:
@@ -121,16 +121,9 @@ def send(
             if dry_run:
                 show_preview(conn, request, head, force, include_suppressed, limit, retry_uncertain)
                 return
-            # Each sender has its own SMTP connection and two database connections: one
-            # commits the message just accepted while the other holds the next one.
-            senders: list[tuple[engine.Connections, Transport]] = []
-            for number in range(connections):
-                first = conn if number == 0 else connect(app)
-                senders.append(((first, connect(app)), stack.enter_context(opened(chosen))))
             # The mail server is reached (on every connection) before anything is issued or
             # locked: one that cannot be reached, or never answers, changes nothing.
-            for _, transport in senders:
-                transport.connect()
+            senders = open_senders(app, chosen, stack, connections, first=conn)
             with issuing.issue(
                 conn, request, force=force, include_suppressed=include_suppressed
             ) as issued:
@@ -151,6 +144,28 @@ def send(
             )
         report_delivery(outcome, issued.skipped_count, chosen.outbox, held_back)
         finish_delivery(outcome)
+
+
+def open_senders(
+    app: App,
+    chosen: channel.Channel,
+    stack: contextlib.ExitStack,
+    connections: int,
+    *,
+    first: Connection,
+) -> list[tuple[engine.Connections, Transport]]:
+    """Each sender: its own SMTP connection, connected now, and two database connections (one
+    commits the message just accepted while the other holds the next one)."""
+    if chosen.outbox is not None:
+        connections = 1  # files on a local disk: more connections only add contention
+    senders: list[tuple[engine.Connections, Transport]] = []
+    for number in range(connections):
+        own = first if number == 0 else stack.enter_context(app.database.connect(autocommit=True))
+        second = stack.enter_context(app.database.connect(autocommit=True))
+        senders.append(((own, second), stack.enter_context(opened(chosen))))
+    for _, transport in senders:
+        transport.connect()
+    return senders
 
 
 @contextlib.contextmanager
@@ -278,6 +293,7 @@ def refusal_line(refusal: engine.Refusal) -> str:
 @click.argument("codes", nargs=-1)
 @click.option("--cohort", help="Resend every sent, live invite of this cohort.")
 @delivery_options
+@connections_option
 @pass_app
 def resend(
     app: App,
@@ -287,12 +303,14 @@ def resend(
     outbox: Path | None,
     timeout: float | None,
     max_errors: int,
+    connections: int,
 ) -> None:
     """Email sent, still-live invites again, with the same code (reminders, bounces)."""
     if bool(codes) == bool(cohort):
         raise click.UsageError("give invite codes or --cohort, not both and not neither")
     chosen, head = open_channel(app, outbox, template_path, timeout)
-    with app.database.connect(autocommit=True) as conn:
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(app.database.connect(autocommit=True))
         try:
             invites = engine.resendable(conn, codes=codes, cohort=cohort)
         except engine.NotResendable as exc:
@@ -300,11 +318,15 @@ def resend(
         if not invites:
             say(f"nothing to resend in {cohort}: no sent, live invites")
             return
-        transport = chosen.open()
-        try:
-            transport.connect()
-            outcome = engine.resend(conn, invites, head, transport, max_errors=max_errors)
-        finally:
-            transport.close()
+        senders = open_senders(app, chosen, stack, min(connections, len(invites)), first=conn)
+        with progress_bar(len(invites), "resending") as advance, stop_on_interrupt() as stopped:
+            outcome = engine.resend(
+                senders,
+                invites,
+                head,
+                max_errors=max_errors,
+                on_progress=advance,
+                should_stop=stopped,
+            )
     report_delivery(outcome, 0, chosen.outbox)
     finish_delivery(outcome)

@@ -212,6 +212,11 @@ def deliver_cohort(
         _Run(conns, letterhead, transport, which, on_progress, shared)
         for conns, transport in senders
     ]
+    return _run_all(runs, shared)
+
+
+def _run_all(runs: list[_Run], shared: _Shared) -> DeliveryResult:
+    """Each sender in its own thread (one in this thread), then their results as one."""
     if len(runs) == 1:
         runs[0].work()
     else:
@@ -364,7 +369,11 @@ class _Run:
         which: sql.Composable,
         on_progress: Callable[[], None],
         shared: _Shared,
+        commit: Callable[[psycopg.Connection[Any], UUID, str], None] | None = None,
+        on_changed: Callable[[Pending, DeliveryResult], None] | None = None,
     ) -> None:
+        self.commit = commit or _commit_sent
+        self.on_changed = on_changed
         self.conns = conns
         self.conn = conns[0]  # the connection whose transaction holds the invite in flight
         self.letterhead = letterhead
@@ -394,7 +403,10 @@ class _Run:
             while (candidate := self.shared.next_candidate()) is not None:
                 invite = self.lock_next(candidate.id)
                 if invite is None:
-                    continue  # another sender has it, or it was redeemed, revoked or sent
+                    # Another sender has it, or it was redeemed, revoked or sent meanwhile.
+                    if self.on_changed is not None:
+                        self.on_changed(candidate, self.result)
+                    continue
                 if not self.shared.claim():
                     self.conn.execute("ROLLBACK")
                     break
@@ -426,7 +438,7 @@ class _Run:
             invite, message_id = self.accepted
             self.accepted = None
             held = self.conn
-            self.committing = self.committer.submit(_commit_sent, held, invite.id, message_id)
+            self.committing = self.committer.submit(self.commit, held, invite.id, message_id)
             self.conn = self.conns[1] if held is self.conns[0] else self.conns[0]
         if next_id is None:
             self.settle()
@@ -605,59 +617,48 @@ def resendable(
 
 
 def resend(
-    conn: psycopg.Connection[Any],
+    senders: list[tuple[Connections, Transport]],
     invites: list[Pending],
     letterhead: Letterhead,
-    transport: Transport,
     *,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    on_progress: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
-    """Email sent invites again. Each is locked and re-checked while its message is in flight,
-    so an invite revoked, redeemed or anonymised meanwhile is not mailed."""
-    result = DeliveryResult()
-    pause = AutoPause(max_errors)
-    query = sql.SQL(
-        """
-        SELECT id, code, email, cohort, expires_at FROM public.beta_invites
-         WHERE id = %s AND {sent} AND {not_suppressed}
-           FOR UPDATE SKIP LOCKED
-        """
-    ).format(sent=condition(Status.SENT), not_suppressed=NOT_SUPPRESSED)
-    for listed in invites:
-        with conn.transaction():
-            cursor = conn.cursor(row_factory=class_row(Pending))
-            invite = cursor.execute(query, (listed.id,)).fetchone()
-            if invite is None:
-                result.failed.append(
-                    (
-                        listed.email,
-                        "changed meanwhile (redeemed, revoked, expired or being sent): not resent",
-                    )
-                )
-                continue
-            try:
-                letter = compose(letterhead, invite)
-                transport.deliver(letter)
-                conn.execute(
-                    "UPDATE public.beta_invites SET message_id = %s WHERE id = %s",
-                    (letter.message_id, invite.id),
-                )
-                result.sent += 1
-                pause.succeeded()
-            except DeliveryFailed as exc:
-                if exc.permanent:
-                    record_bounce(conn, invite, exc)
-                    result.bounced.append((invite.email, str(exc)))
-                else:
-                    result.failed.append((invite.email, str(exc)))
-                if not pause.failed(result):
-                    break
-            except DeliveryUncertain as exc:
-                result.uncertain.append((invite.email, str(exc)))
-            except InvitesError as exc:
-                result.aborted = str(exc)
-                break
-    return result
+    """Email sent invites again, over every sender at once. Each is locked and re-checked while
+    its message is in flight, so an invite revoked, redeemed, anonymised or suppressed
+    meanwhile is not mailed; the new Message-ID is kept for bounce reports."""
+    shared = _Shared(
+        iter(invites), limit=None, rate=None, pause=AutoPause(max_errors), should_stop=should_stop
+    )
+    which = sql.SQL("{} AND {}").format(condition(Status.SENT), NOT_SUPPRESSED)
+    runs = [
+        _Run(
+            conns,
+            letterhead,
+            transport,
+            which,
+            on_progress,
+            shared,
+            commit=_commit_resent,
+            on_changed=_changed_meanwhile,
+        )
+        for conns, transport in senders
+    ]
+    return _run_all(runs, shared)
+
+
+def _commit_resent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
+    with conn.pipeline():
+        conn.execute(
+            "UPDATE public.beta_invites SET message_id = %s WHERE id = %s", (message_id, invite_id)
+        )
+        conn.execute("COMMIT")
+
+
+def _changed_meanwhile(listed: Pending, result: DeliveryResult) -> None:
+    why = "changed meanwhile (redeemed, revoked, expired, suppressed or being sent): not resent"
+    result.failed.append((listed.email, why))
 
 
 @dataclass(frozen=True)
