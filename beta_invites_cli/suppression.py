@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from beta_invites_cli.codes import normalise as normalise_code
 from beta_invites_cli.emailkey import key as email_key
-from beta_invites_cli.errors import InvitesError, ValidationFailed, excerpt
+from beta_invites_cli.errors import InvitesError, UnknownCode, ValidationFailed, excerpt
 from beta_invites_cli.recipients import BadAddress, normalise_email
 
 if TYPE_CHECKING:
@@ -166,8 +166,6 @@ def unsubscribe(
     invite code): suppress the invite's address, in the caller's transaction. Returns False
     when the address was suppressed already. Raises UnknownCode for a code we never issued,
     and InvitesError when the invite's address is gone (the sweep anonymised it)."""
-    from beta_invites_cli.errors import UnknownCode
-
     if (code is None) == (email is None):
         raise InvitesError("give a code or an email, not both")
     if code is not None:
