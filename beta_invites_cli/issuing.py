@@ -1,10 +1,11 @@
-"""Issuing invites: every recipient checked first, then one set-based insert into beta_invites.
+"""Issuing invites: every recipient checked first, then one COPY into beta_invites.
 
 `prepare` reads and checks the whole input before anything is written, spilling the valid
 addresses (with their codes) to an anonymous temporary file, so a million people cost a few
 megabytes of memory and the file vanishes even if the process is killed. `issue` loads that
-file into a temporary table with COPY and lets PostgreSQL do the rest in one transaction:
-duplicates within the input, people who already hold an invite, the insert, the output.
+file into a temporary table, where PostgreSQL finds the duplicates within the input and the
+people who already hold an invite (or are suppressed); then the rest are COPYed into
+beta_invites, and written to the output as they go, in one transaction.
 
 Issuing holds a transaction-level advisory lock, so two commands issuing to the same people at
 the same moment run one after the other and the second sees, and skips, what the first issued.
