@@ -186,6 +186,34 @@ def invites_process(
     )
 
 
+def run_with_full_disk(
+    *args: str, limit: int, db_url: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`invites ARGS` in a process that may write files of at most `limit` bytes: a write past
+    it fails as on a full disk (EFBIG, not a signal)."""
+    script = (
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}));"
+        "sys.argv = ['invites'] + sys.argv[1:];"
+        "from beta_invites_cli.cli import main; main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env={
+            "DATABASE_URL": db_url,
+            "PATH": "/usr/bin:/bin",
+            "INVITES_HOME": str(cwd / "home"),
+            # Under the size limit Python would write truncated .pyc files into the tree.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **(env or {}),
+        },
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def run_invites(
     *args: str | bytes, env: dict[str, str] | None = None, timeout: float = 180, **run: Any
 ) -> subprocess.CompletedProcess[str]:

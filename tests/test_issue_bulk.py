@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from beta_invites_cli.issuing import Output, issue, prepare
-from tests.conftest import Invoke
+from tests.conftest import Invoke, run_with_full_disk
 
 # Runs `invites ARGS` and prints the peak resident size of its own address space (VmHWM) last
 # on stderr: ru_maxrss would also count the test runner, which a child inherits across exec.
@@ -90,40 +90,14 @@ def test_a_million_people_are_issued_in_bounded_memory(
 def test_an_output_that_cannot_be_written_issues_nothing(
     db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
-    # The file size limit fails writes as a full disk would (EFBIG): the spilled list of 20
-    # people fits in 2 KiB, their output with its signup links does not.
+    # The spilled list of 20 people fits in 2 KiB, their output with its signup links does not.
     (tmp_path / "people.txt").write_text("".join(f"p{i}@example.com\n" for i in range(20)))
-    script = (
-        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048));"
-        "sys.argv = ['invites'] + sys.argv[1:];"
-        "from beta_invites_cli.cli import main; main()"
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "generate",
-            "--cohort",
-            "press-x",
-            "--recipients",
-            "people.txt",
-            "--output",
-            "codes.csv",
-        ],
-        env={
-            "DATABASE_URL": db_url,
-            "PATH": "/usr/bin:/bin",
-            "INVITES_HOME": str(tmp_path / "home"),
-            # Under the size limit Python would write truncated .pyc files into the tree.
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "INVITES_SIGNUP_URL": "https://beta.example.com/signup?invite={code}&utm=invite",
-        },
+    proc = run_with_full_disk(
+        *["generate", "--cohort", "press-x", "--recipients", "people.txt", "--output", "codes.csv"],
+        limit=2048,
+        db_url=db_url,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
+        env={"INVITES_SIGNUP_URL": "https://beta.example.com/signup?invite={code}&utm=invite"},
     )
     assert proc.returncode == 1
     assert (

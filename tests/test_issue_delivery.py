@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.conftest import Invoke, run_invites
+from tests.conftest import Invoke, run_invites, run_with_full_disk
 from tests.smtp import Behaviour, SmtpServer, TricklingServer
 from tests.test_issue_send import FROM, body, codes_in_db, people, smtp_env
 
@@ -283,36 +281,11 @@ def test_full_disk_while_writing_the_outbox(
     people(3, tmp_path)
     # The file size limit makes writes fail as a full disk would (EFBIG, not a signal): the
     # spilled list of three people fits in 512 bytes, a message does not.
-    script = (
-        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512));"
-        "sys.argv = ['invites'] + sys.argv[1:];"
-        "from beta_invites_cli.cli import main; main()"
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "send",
-            "--cohort",
-            "press-x",
-            "--recipients",
-            "people.csv",
-            "--outbox",
-            "mail",
-        ],
-        env={
-            "DATABASE_URL": db_url,
-            "PATH": "/usr/bin:/bin",
-            "INVITES_HOME": str(tmp_path / "home"),
-            # Under the size limit Python would write truncated .pyc files into the tree.
-            "PYTHONDONTWRITEBYTECODE": "1",
-        },
+    proc = run_with_full_disk(
+        *["send", "--cohort", "press-x", "--recipients", "people.csv", "--outbox", "mail"],
+        limit=512,
+        db_url=db_url,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
