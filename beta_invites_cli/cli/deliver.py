@@ -111,12 +111,8 @@ def send(
     ) as request:
         chosen, head = open_channel(app, outbox, template_path, timeout)
         with contextlib.ExitStack() as stack:
-
-            def connect(app: App) -> Connection:
-                return stack.enter_context(app.database.connect(autocommit=True))
-
-            conn = connect(app)
-            reader = connect(app)
+            conn = stack.enter_context(app.database.connect(autocommit=True))
+            reader = stack.enter_context(app.database.connect(autocommit=True))
             check_user(conn, request.sent_by, "--sent-by")
             if dry_run:
                 show_preview(conn, request, head, force, include_suppressed, limit, retry_uncertain)
