@@ -42,7 +42,8 @@ def population(conn: psycopg.Connection[Any]) -> None:
                now() - (i %% 5) * interval '1 day',
                CASE WHEN i %% 4 = 0 THEN now() - interval '1 hour' ELSE now() + interval '20 days' END,
                CASE WHEN i %% 3 = 0 THEN NULL ELSE now() - (i %% 5) * interval '1 day' END,
-               CASE WHEN i %% 7 = 0 THEN now() - (i %% 5) * interval '1 day' + (i %% 11) * interval '1 hour' END,
+               -- redeemed up to 10 hours after issue, never in the future (whatever the time of day)
+               CASE WHEN i %% 7 = 0 THEN least(now(), now() - (i %% 5) * interval '1 day' + (i %% 11) * interval '1 hour') END,
                CASE WHEN i %% 2 = 0 THEN %(u1)s::uuid WHEN i %% 5 = 0 THEN %(u2)s::uuid END
           FROM generate_series(1, 2000) AS i
         """,
