@@ -278,11 +278,16 @@ class SmtpTransport:
                     permanent=False,
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
+        # The envelope addresses were checked and written out by build_letter: sent as they
+        # are, not parsed again by smtplib's mail() and rcpt() for every message.
+        smtp.command_encoding = "utf-8" if letter.smtputf8 else "ascii"
         with watchdog.step(smtp.sock, deadlines.command):
-            code, reply = smtp.mail(letter.sender, options)
+            smtp.putcmd("mail", " ".join([f"FROM:<{letter.sender}>", *options]))
+            code, reply = smtp.getreply()
             if code != 250:
                 raise _Reply(code, _text(reply))
-            code, reply = smtp.rcpt(letter.to)
+            smtp.putcmd("rcpt", f"TO:<{letter.to}>")
+            code, reply = smtp.getreply()
             if code not in (250, 251):
                 raise _Reply(code, _text(reply))
         with watchdog.step(smtp.sock, deadlines.data_start):
