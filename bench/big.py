@@ -268,8 +268,11 @@ def report(ctx: Context) -> Workload:
         baseline_label="psql -c with the equivalent aggregate",
         ours=lambda: run_quiet([*invites, "report", "--format", "csv"], env=ctx.env(url)),
         baseline=lambda: run_quiet([*psql_command(), url, "-c", EQUIVALENT_REPORT]),
-        target="<= 1.3",
-        notes=["ours computes the totals row in the same query (GROUPING SETS)"],
+        target="<= 1.2",
+        notes=[
+            "csv prints no totals row, so ours does not compute one (the table does, with "
+            "GROUPING SETS in the same query)"
+        ],
     )
 
 

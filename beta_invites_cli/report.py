@@ -83,7 +83,7 @@ GROUPED = sql.SQL(
     SELECT {key} AS key, GROUPING({key}) = 1 AS is_total, {measures}
       FROM {source}
      WHERE {where}
-     GROUP BY GROUPING SETS (({key}), ())"""
+     GROUP BY {grouping}"""
 )
 
 BY_DATE = sql.SQL(
@@ -93,7 +93,7 @@ BY_DATE = sql.SQL(
       SELECT {used} AS key, GROUPING({used}) = 1 AS is_total, count(*) AS redemptions
         FROM public.beta_invites
        WHERE {where} AND used_at IS NOT NULL
-       GROUP BY GROUPING SETS (({used}), ()))
+       GROUP BY {used_grouping})
     SELECT coalesce(i.key, r.key) AS key, coalesce(i.is_total, r.is_total) AS is_total,
            coalesce(i.issued, 0) AS issued, coalesce(i.sent, 0) AS sent,
            coalesce(i.redeemed, 0) AS redeemed, coalesce(i.pending, 0) AS pending,
@@ -123,26 +123,44 @@ def segments_setting(value: str | None) -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-def query_for(by: str, where: sql.Composable) -> sql.Composed:
+def query_for(by: str, where: sql.Composable, *, totals: bool = True) -> sql.Composed:
+    """The report's one statement; with `totals`, it also computes the totals row."""
     key = GROUP_EXPRESSIONS[by]
     source: sql.Composable = sql.SQL("public.beta_invites")
     if by == "segment":
         source = sql.SQL("public.beta_invites JOIN ({segments}) AS seg USING (cohort)").format(
             segments=SEGMENT_OF_COHORT.format(where=where)
         )
-    grouped = GROUPED.format(key=key, measures=MEASURES, source=source, where=where)
+    grouped = GROUPED.format(
+        key=key, measures=MEASURES, source=source, where=where, grouping=grouping(key, totals)
+    )
     if by not in ("day", "week"):
         return sql.SQL("{} ORDER BY is_total, issued DESC, key").format(grouped)
     used = sql.SQL("date_trunc({unit}, used_at)::date").format(unit=sql.Literal(by))
-    return BY_DATE.format(grouped=grouped, used=used, where=where)
+    return BY_DATE.format(
+        grouped=grouped, used=used, where=where, used_grouping=grouping(used, totals)
+    )
+
+
+def grouping(key: sql.Composable, totals: bool) -> sql.Composable:
+    if totals:
+        return sql.SQL("GROUPING SETS (({key}), ())").format(key=key)
+    return key
 
 
 def build(
-    conn: psycopg.Connection[Any], *, by: str, filters: Filters, segments: list[str]
+    conn: psycopg.Connection[Any],
+    *,
+    by: str,
+    filters: Filters,
+    segments: list[str],
+    with_totals: bool = True,
 ) -> Report:
+    """The report; without totals (csv and json print none) the query skips that work."""
     where, params = filters.where()
     cursor = conn.cursor(row_factory=dict_row)
-    records = cursor.execute(query_for(by, where), {**params, "segments": segments}).fetchall()
+    query = query_for(by, where, totals=with_totals)
+    records = cursor.execute(query, {**params, "segments": segments}).fetchall()
     rows: list[dict[str, Any]] = []
     totals = None
     for record in records:

@@ -57,7 +57,9 @@ def report(
     filters = Filters(cohort=cohort_pattern, since=since, until=until)
     segments = reports.segments_setting(app.settings.get("INVITES_SEGMENTS"))
     with app.database.connect(autocommit=True) as conn:
-        result = reports.build(conn, by=by, filters=filters, segments=segments)
+        result = reports.build(
+            conn, by=by, filters=filters, segments=segments, with_totals=fmt == "table"
+        )
     if not result.rows:
         say("no invites match those filters" if filters.describe() else "no invites yet")
     if fmt != "table":
