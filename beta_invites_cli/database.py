@@ -97,7 +97,17 @@ def resolve(settings: Settings) -> Target:
     )
 
 
-def connect(target: Target, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+def application_name(actor: str | None) -> str:
+    """How the history names whoever the CLI acts for (sql/997: `invites by <actor>`, else the
+    operator). PgBouncer carries application_name from one server connection to the next."""
+    if actor and actor.isascii() and actor.isprintable():
+        return f"invites by {actor}"[:63]
+    return "invites"
+
+
+def connect(
+    target: Target, *, autocommit: bool = False, actor: str | None = None
+) -> psycopg.Connection[Any]:
     import psycopg
     from psycopg.conninfo import make_conninfo
 
@@ -105,7 +115,11 @@ def connect(target: Target, *, autocommit: bool = False) -> psycopg.Connection[A
     try:
         conninfo = make_conninfo(
             target.conninfo,
-            **{"application_name": "invites", "connect_timeout": "10", **target.overrides},
+            **{
+                "application_name": application_name(actor),
+                "connect_timeout": "10",
+                **target.overrides,
+            },
         )
         # prepare_threshold=None: no server-side prepared statements, which a pooler such as
         # PgBouncer in transaction mode cannot follow from one server connection to the next.
@@ -153,6 +167,8 @@ class Database:
         self.settings = settings
         self.on_start = on_start
         self._target: Target | None = None
+        # Who the history says made the changes: the operator's user id, or `cron`.
+        self.actor: str | None = settings.get("INVITES_SENT_BY") or None
 
     @property
     def embedded(self) -> bool:
@@ -176,7 +192,7 @@ class Database:
 
     @contextmanager
     def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        conn = connect(self.target(), autocommit=autocommit)
+        conn = connect(self.target(), autocommit=autocommit, actor=self.actor)
         try:
             yield conn
         finally:

@@ -18,7 +18,7 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.rows import class_row
 
-from beta_invites_cli.codes import normalise
+from beta_invites_cli.codes import LENGTH, normalise
 from beta_invites_cli.errors import (
     AlreadyRedeemed,
     InvalidCode,
@@ -26,8 +26,9 @@ from beta_invites_cli.errors import (
     InviteExpired,
     InviteRevoked,
     UnknownCode,
+    excerpt,
 )
-from beta_invites_cli.status import LIVE, STATUS, Status
+from beta_invites_cli.status import STATUS
 from beta_invites_cli.timestamps import register as load_infinity
 
 if TYPE_CHECKING:
@@ -68,15 +69,14 @@ INVITE_COLUMNS = sql.SQL(
 ).format(status=STATUS)
 
 
-# Composed once: the host application may redeem thousands of codes a minute.
-REDEEM = sql.SQL(
-    """
-    UPDATE public.beta_invites
-       SET used_at = now(), redeemed_by = %(user_id)s
-     WHERE code = %(code)s AND {live}
-    RETURNING {columns}
-    """
-).format(live=LIVE, columns=INVITE_COLUMNS)
+# The SQL functions of sql/997 hold the logic (normalising, the single-winner UPDATE, the
+# refusal's reason), so hosts in any language get the same answers; these run one of them and,
+# in the same round trip (a pipeline), read the invite it decided about.
+REDEEM = "SELECT status FROM public.beta_invites_redeem(%s, %s)"
+CHECK = "SELECT status FROM public.beta_invites_check(%s)"
+FIND_TYPED = sql.SQL(
+    "SELECT {columns} FROM public.beta_invites WHERE code = public.beta_invites_normalise_code(%s)"
+).format(columns=INVITE_COLUMNS)
 FIND = sql.SQL("SELECT {columns} FROM public.beta_invites WHERE code = %s").format(
     columns=INVITE_COLUMNS
 )
@@ -97,32 +97,53 @@ def redeem(
 ) -> Invite:
     """Redeem `code` for `user_id` (stored in redeemed_by). Raises an InviteError subclass.
 
-    One conditional UPDATE does the work, so of any number of concurrent callers exactly one
-    wins; the reason for a refusal is looked up only afterwards. The condition is the whole
-    definition of a live invite, re-checked by PostgreSQL on the newest version of the row: an
-    invite revoked or anonymised by the sweep after the caller's transaction began is refused.
+    public.beta_invites_redeem() decides: one conditional UPDATE, so of any number of
+    concurrent callers exactly one wins, and the condition is re-checked by PostgreSQL on the
+    newest version of the row (an invite revoked or anonymised after the caller's transaction
+    began is refused). Nothing is committed here: the caller's transaction decides.
     """
-    code = normalise(code)
-    invite = _invites(conn).execute(REDEEM, {"code": code, "user_id": user_id}).fetchone()
-    if invite is not None:
+    status, invite = _decide(conn, REDEEM, (code, user_id), code)
+    if status == "redeemed" and invite is not None:
         return invite
-    current = find(conn, code)
-    if current is None:
-        raise UnknownCode(code)
-    if current.used_at is not None:
-        raise AlreadyRedeemed(code, current.used_at)
-    if current.status == Status.REVOKED:
-        raise InviteRevoked(code, current.revoked_at or current.expires_at)
-    raise InviteExpired(code, current.expires_at)
+    raise _refusal(status, invite, code)
 
 
 def check(conn: psycopg.Connection[Any], code: str) -> Invite:
     """The invite behind `code`, changing nothing; raises InvalidCode or UnknownCode."""
-    code = normalise(code)
-    invite = find(conn, code)
+    status, invite = _decide(conn, CHECK, (code,), code)
     if invite is None:
-        raise UnknownCode(code)
+        raise _refusal(status, invite, code)
     return invite
+
+
+def _decide(
+    conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...], typed: str
+) -> tuple[str, Invite | None]:
+    if len(typed) > 4 * LENGTH:
+        normalise(typed)  # raises InvalidCode, without sending a huge string to the server
+    cursor = _invites(conn)
+    with conn.pipeline():
+        decided = conn.execute(query, params)
+        found = cursor.execute(FIND_TYPED, (typed,))
+        row = decided.fetchone()
+        invite = found.fetchone()
+    return (row[0] if row else "unknown"), invite
+
+
+def _refusal(status: str, invite: Invite | None, typed: str) -> InviteError:
+    if status == "invalid":
+        try:
+            normalise(typed)  # says which character or length is wrong
+        except InvalidCode as exc:
+            return exc
+        return InvalidCode(f"{excerpt(typed.strip(), 40)} is not an invite code")
+    if invite is None:
+        return UnknownCode(normalise(typed))
+    if status == "already_redeemed" and invite.used_at is not None:
+        return AlreadyRedeemed(invite.code, invite.used_at)
+    if status == "revoked":
+        return InviteRevoked(invite.code, invite.revoked_at or invite.expires_at)
+    return InviteExpired(invite.code, invite.expires_at)
 
 
 def find(conn: psycopg.Connection[Any], code: str) -> Invite | None:

@@ -58,6 +58,8 @@ def prepare(
             sent_by = UuidType().convert(app.settings.get("INVITES_SENT_BY"), None, None)
         except click.BadParameter as exc:
             raise Problems([f"INVITES_SENT_BY: {exc.message}"]) from None
+    if sent_by is not None:
+        app.database.actor = str(sent_by)  # the history names the operator
     sources = [
         ("-" if getattr(f, "name", "-") in ("-", "<stdin>") else str(f.name), f)
         for f in recipient_files

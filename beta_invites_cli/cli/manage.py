@@ -185,6 +185,7 @@ def expire(
     """Anonymise the email of invites that expired or were revoked (run it from cron).
 
     Also deletes their messages from the outboxes `send` wrote on this machine."""
+    app.database.actor = "cron"  # as the history names the sweep
     with app.database.connect(autocommit=True) as conn:
         result = sweep(conn, grace=grace, batch_size=batch_size, dry_run=dry_run)
         removed = 0 if dry_run else outbox.remove_anonymised(conn, app.settings.values)
