@@ -8,6 +8,7 @@ Every command lives in the module of its family (as in click's "complex" example
   deliver  send, resend           codes by email
   manage   redeem, revoke, extend, expire
   read     report, list, show
+  history  history
   suppress suppress add|remove|list|check
   bounces  bounces import
 
@@ -42,6 +43,7 @@ COMMANDS = {
     "report": "read:report",
     "list": "read:list_invites",
     "show": "read:show",
+    "history": "history:history_command",
     "suppress": "suppress:suppress",
     "bounces": "bounces:bounces",
 }

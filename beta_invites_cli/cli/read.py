@@ -1,19 +1,19 @@
-"""Commands that read: `report`, `list`, `show`."""
+"""Commands that read: `report`, `list`, `show` (with the invite's history)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from beta_invites_cli import listing
+from beta_invites_cli import history, listing
 from beta_invites_cli import report as reports
 from beta_invites_cli.cli.common import App, pass_app, say
 from beta_invites_cli.cli.options import filter_options, format_option
-from beta_invites_cli.cli.render import Column, render, write_fields
+from beta_invites_cli.cli.render import Column, plain, render, table_text, write_fields
 from beta_invites_cli.filters import Filters
 from beta_invites_cli.status import STATUSES, Status
 
@@ -168,8 +168,23 @@ def show(app: App, code: str, fmt: str) -> None:
     """Everything about one invite, including who sent and who redeemed it."""
     with app.database.connect(autocommit=True) as conn:
         record = listing.show(conn, code)
+        events = history.timeline(conn, record["id"])
     if fmt == "table":
         # One record reads best as `field  value` lines; no table library needed to draw it.
         write_fields(record, listing.SHOW_KEYS, sys.stdout, title=f"Invite {record['code']}")
-    else:
+        write_timeline(events, sys.stdout)
+    elif fmt == "csv":  # one flat row: the history is `invites history --format csv`
         render([record], [Column(k, k) for k in listing.SHOW_KEYS], fmt)
+    else:
+        record["history"] = [{k: plain(v) for k, v in event.items()} for event in events]
+        keys = [*listing.SHOW_KEYS, "history"]
+        render([record], [Column(k, k) for k in keys], fmt)
+
+
+def write_timeline(events: list[dict[str, Any]], out: IO[str]) -> None:
+    """The invite's history under its fields: one line per event, oldest first."""
+    out.write("\nHistory\n")
+    for event in events:
+        line = f"{table_text(event['at'])}  {event['kind']:<18}  by {event['actor']}"
+        detail = history.describe(event["detail"])
+        out.write(f"{line}  {detail}".rstrip() + "\n")

@@ -1,0 +1,83 @@
+"""`invites history`: what happened to invites, event by event, streamed."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from itertools import chain
+
+import click
+
+from beta_invites_cli import history
+from beta_invites_cli.cli.common import App, pass_app, say
+from beta_invites_cli.cli.options import DateType, format_option
+from beta_invites_cli.cli.render import Column, render
+
+COLUMNS = [
+    Column("at", "When"),
+    Column("kind", "Event"),
+    Column("code", "Code"),
+    Column("cohort", "Cohort"),
+    Column("actor", "By"),
+    Column("detail", "Detail", render=history.describe),
+]
+
+
+@click.command(
+    "history",
+    epilog="Example: invites history --cohort 'press-*' --kind redeemed --since 2026-11-01",
+)
+@click.option(
+    "--cohort", "cohort_pattern", metavar="PATTERN", help="Cohorts matching a shell pattern."
+)
+@click.option("--since", type=DateType(), metavar="DATE", help="Events on or after this date.")
+@click.option("--until", type=DateType(), metavar="DATE", help="Events on or before this date.")
+@click.option(
+    "--kind",
+    "kinds",
+    type=click.Choice(history.KINDS),
+    multiple=True,
+    help="Only events of this kind (repeat for several).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="The newest N events (default: 50 in a table, all for csv/json/jsonl).",
+)
+@format_option()
+@pass_app
+def history_command(
+    app: App,
+    cohort_pattern: str | None,
+    since: date | None,
+    until: date | None,
+    kinds: tuple[str, ...],
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """Every change to invites, oldest first: issued, sent, reminded, redeemed, revoked..."""
+    filters = history.EventFilters(cohort=cohort_pattern, since=since, until=until, kinds=kinds)
+    if limit is None and fmt == "table":
+        limit = 50
+    with app.database.connect() as conn:
+        if fmt in ("csv", "json", "jsonl"):
+            # Formatted by PostgreSQL and streamed straight to stdout: constant memory.
+            sys.stdout.flush()
+            if fmt == "csv":
+                count = history.export_csv(conn, filters, sys.stdout.buffer, limit=limit)
+            else:
+                count = history.export_json(
+                    conn, filters, sys.stdout.buffer, limit=limit, lines=fmt == "jsonl"
+                )
+            sys.stdout.buffer.flush()
+        else:
+            rows = history.events(conn, filters, limit=limit)
+            first = next(rows, None)  # no events: no empty table
+            count = 0
+            if first is not None:
+                count = render(chain([first], rows), COLUMNS, fmt, title="History")
+        conn.rollback()
+    if count == 0:
+        say("no events match")
+    elif fmt == "table" and limit is not None and count == limit:
+        say(f"showing the newest {count}; --limit N for more, --format csv for all")
