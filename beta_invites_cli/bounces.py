@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beta_invites_cli import suppression
+from beta_invites_cli.database import act
 from beta_invites_cli.delivery.engine import without_address
 from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError
@@ -275,6 +276,7 @@ def import_reports(conn: psycopg.Connection[Any], paths: Iterable[Path]) -> Summ
     transaction; soft bounces and unmatched reports are only counted."""
     summary = Summary()
     with conn.transaction():
+        act(conn)
         for where, raw in messages(paths):
             summary.reports += 1
             failures = read(raw)

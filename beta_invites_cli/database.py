@@ -97,12 +97,26 @@ def resolve(settings: Settings) -> Target:
     )
 
 
+ACTING_FOR = "invites by "
+ACT = "SELECT set_config('invites.actor', %s, true)"
+
+
 def application_name(actor: str | None) -> str:
-    """How the history names whoever the CLI acts for (sql/997: `invites by <actor>`, else the
-    operator). PgBouncer carries application_name from one server connection to the next."""
+    """`invites by <actor>` (the operator's user id, or `cron`), else `invites`: shown in
+    pg_stat_activity, and read back by act()."""
     if actor and actor.isascii() and actor.isprintable():
-        return f"invites by {actor}"[:63]
+        return f"{ACTING_FOR}{actor}"[:63]
     return "invites"
+
+
+def act(conn: psycopg.Connection[Any]) -> None:
+    """Name who acts in the history (sql/997) for the current transaction, which this starts
+    unless one is open: each transaction of ours that changes invites begins with it. Set per
+    transaction, not per session: behind PgBouncer a session setting would reach other
+    clients."""
+    name = conn.info.get_parameters().get("application_name", "")
+    actor = name[len(ACTING_FOR) :] if name.startswith(ACTING_FOR) else "operator"
+    conn.execute(ACT, (actor,))
 
 
 def connect(

@@ -32,6 +32,7 @@ from psycopg import sql
 
 from beta_invites_cli import exporting
 from beta_invites_cli.codes import new_codes
+from beta_invites_cli.database import act
 from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError, ValidationFailed, excerpt
 from beta_invites_cli.recipients import check_cohort, normalise_many, rows_of
@@ -371,6 +372,7 @@ def issue(
 
     issued = Issued(conn, request)
     with conn.transaction(force_rollback=dry_run):
+        act(conn)
         # The estimates of the probes below are huge and wrong: compiling them costs more than
         # running them.
         conn.execute("SET LOCAL jit = off")

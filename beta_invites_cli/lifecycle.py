@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from beta_invites_cli.codes import normalise
+from beta_invites_cli.database import act
 from beta_invites_cli.errors import InvalidCode, ValidationFailed
 from beta_invites_cli.filters import COHORT_MATCHES, like_pattern
 from beta_invites_cli.host import find_many
@@ -104,6 +105,7 @@ def revoke(
     wanted = normalised_codes(codes, outcome="nothing was revoked")
     query = REVOKE.format(which=sql.SQL("code = ANY(%(codes)s)"), live=LIVE, status=STATUS)
     with conn.transaction():
+        act(conn)
         changes = _changes(conn).execute(query, {"codes": wanted, "reason": reason}).fetchall()
         problems = _refusals(conn, wanted, {c.code for c in changes}, "revoke")
         if problems:
@@ -127,6 +129,7 @@ def revoke_cohorts(
         return _changes(conn).execute(query, params).fetchall()
     query = REVOKE.format(which=COHORT_MATCHES, live=LIVE, status=STATUS)
     with conn.transaction():
+        act(conn)
         return _changes(conn).execute(query, params).fetchall()
 
 
@@ -159,6 +162,7 @@ def extend(
         """
     ).format(extendable=extendable, status=STATUS)
     with conn.transaction():
+        act(conn)
         changes = (
             _changes(conn).execute(query, {"by": by, "codes": wanted, "cohort": cohort}).fetchall()
         )

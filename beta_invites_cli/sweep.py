@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from beta_invites_cli.database import act
 from beta_invites_cli.status import Status, condition
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def sweep(
     first = True
     while True:
         with conn.transaction():
+            act(conn)
             locked = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (SWEEP_LOCK_KEY,))
             row = locked.fetchone()
             if not row or not row[0]:

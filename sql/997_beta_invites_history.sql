@@ -22,11 +22,12 @@
 --   redeemed           user_id              (redeemed_by, when known)
 --   anonymised                              (the sweep removed the address)
 --
--- actor: who made the change. The transaction-local setting invites.actor
--- when set (SET LOCAL invites.actor = 'support-desk'); else what the invites
--- CLI says in its application_name ('invites by <operator>' gives the
--- operator, a plain 'invites' gives 'operator'); else 'host' (the host
--- application). The CLI's sweep says 'cron'.
+-- actor: who made the change: the transaction-local setting invites.actor
+-- (SET LOCAL invites.actor = 'support-desk'), which the invites CLI sets in
+-- each of its transactions (the operator's user id, 'operator' when it has
+-- none, 'cron' for the sweep); else 'host', the host application. A
+-- transaction-local setting, because anything set for a session leaks from
+-- one client to the next behind a pooler in transaction mode.
 --
 -- NOTIFY: each statement that adds events notifies the channel
 -- beta_invites_events, once per kind, with a small JSON payload:
@@ -83,14 +84,7 @@ CREATE INDEX IF NOT EXISTS idx_beta_invites_reminders_message_id
 
 CREATE OR REPLACE FUNCTION public.beta_invites_actor()
   RETURNS text LANGUAGE sql STABLE AS $fn$
-  SELECT coalesce(
-    nullif(current_setting('invites.actor', true), ''),
-    CASE
-      WHEN current_setting('application_name') = 'invites' THEN 'operator'
-      WHEN current_setting('application_name') LIKE 'invites by %'
-        THEN substr(current_setting('application_name'), length('invites by ') + 1)
-      ELSE 'host'
-    END)
+  SELECT coalesce(nullif(current_setting('invites.actor', true), ''), 'host')
 $fn$;
 
 -- One notification per kind of event a statement added (see the header).
@@ -116,7 +110,9 @@ BEGIN
      ('issued', true, CASE WHEN n.sent_by IS NOT NULL
                       THEN jsonb_build_object('sent_by', n.sent_by) END),
      ('sent', n.sent_at IS NOT NULL,
-      CASE WHEN n.message_id IS NOT NULL THEN jsonb_build_object('message_id', n.message_id) END)
+      CASE WHEN n.message_id IS NOT NULL THEN jsonb_build_object('message_id', n.message_id) END),
+     ('redeemed', n.used_at IS NOT NULL,
+      CASE WHEN n.redeemed_by IS NOT NULL THEN jsonb_build_object('user_id', n.redeemed_by) END)
    ) AS k(kind, happened, detail)
    WHERE k.happened
   RETURNING id, invite_id, kind)

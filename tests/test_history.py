@@ -119,6 +119,14 @@ def test_the_operator_in_the_environment_and_the_transaction_setting_name_the_ac
     assert [actor for _, actor, _ in events(conn, code)] == [str(operator[0])] * 2 + [
         "support-desk"
     ]
+    # `invites redeem` (a support case) is the operator's doing, not the host's.
+    assert invites("generate --cohort c --email b@example.com").exit_code == 0
+    other = code_of(conn, "b@example.com")
+    assert invites("redeem", other, env=env).exit_code == 0
+    assert [(k, actor) for k, actor, _ in events(conn, other)] == [
+        ("issued", "operator"),
+        ("redeemed", str(operator[0])),
+    ]
 
 
 def test_bounces_and_failures_keep_the_reply_code_not_the_text(

@@ -93,3 +93,31 @@ def test_concurrent_redemptions_through_the_pooler(
     assert outcomes == ["already_redeemed"] * 19 + ["redeemed"]
     redeemed = processes(pooled_db_url, {}, ["redeem", "PQQPAAAAAAAAAAAA"])
     assert redeemed[0][0] == 1
+
+
+def test_the_history_names_who_acted_through_the_pooler(
+    pooled_db_url: str, conn: psycopg.Connection[Any]
+) -> None:
+    """The actor travels in application_name, which PgBouncer sets again on whichever server
+    connection runs each transaction."""
+    operator = conn.execute("INSERT INTO users DEFAULT VALUES RETURNING id").fetchone()
+    assert operator is not None
+    conn.commit()
+    env = {"INVITES_SENT_BY": str(operator[0])}
+    assert processes(pooled_db_url, env, ["generate", "--cohort", "c", "--email", "a@x.org"]) == [
+        (0, "created 1, skipped 0, invalid 0, duplicates 0\n")
+    ]
+    code = conn.execute("SELECT code FROM beta_invites").fetchone()
+    assert code is not None
+    with psycopg.connect(pooled_db_url, prepare_threshold=None) as host:
+        status = host.execute("SELECT status FROM beta_invites_redeem(%s)", (code[0],)).fetchone()
+        assert status == ("redeemed",)
+    conn.execute("UPDATE beta_invites SET expires_at = now() - interval '1 day', used_at = NULL")
+    conn.commit()
+    assert processes(pooled_db_url, {}, ["expire"])[0][0] == 0
+    assert conn.execute("SELECT kind, actor FROM beta_invites_events ORDER BY id").fetchall() == [
+        ("issued", str(operator[0])),
+        ("redeemed", "host"),
+        ("extended", "host"),
+        ("anonymised", "cron"),
+    ]

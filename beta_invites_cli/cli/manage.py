@@ -13,6 +13,7 @@ from beta_invites_cli import host, lifecycle
 from beta_invites_cli.cli.common import App, Problems, check_user, fail, pass_app, say
 from beta_invites_cli.cli.options import DurationType, UuidType, format_option
 from beta_invites_cli.cli.render import Column, plain, render
+from beta_invites_cli.database import act
 from beta_invites_cli.delivery import outbox
 from beta_invites_cli.errors import ValidationFailed
 from beta_invites_cli.exits import ExitCode
@@ -42,6 +43,7 @@ def redeem(app: App, code: str, user_id: UUID | None, fmt: str) -> None:
     with app.database.connect() as conn:
         if user_id is not None:
             check_user(conn, user_id, "--user-id")
+        act(conn)  # the history names the operator, not the host
         outcome = host.try_redeem(conn, code, user_id=user_id)
     if fmt == "json":
         click.echo(json.dumps({key: plain(getattr(outcome, key)) for key in REDEEM_KEYS}))

@@ -29,6 +29,7 @@ from psycopg.rows import class_row
 
 from beta_invites_cli import suppression
 from beta_invites_cli.codes import new_code
+from beta_invites_cli.database import act
 from beta_invites_cli.delivery.channel import Letterhead
 from beta_invites_cli.delivery.message import Letter, build_letter
 from beta_invites_cli.delivery.transport import DeliveryFailed, DeliveryUncertain, Transport
@@ -446,6 +447,7 @@ class _Run:
         conn = self.conn
         with conn.pipeline():
             conn.execute("BEGIN")
+            act(conn)
             cursor = conn.cursor(row_factory=class_row(Pending))
             row = cursor.execute(self.lock_query, (next_id,)).fetchone()
         if row is None:
