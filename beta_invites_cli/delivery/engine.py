@@ -146,7 +146,7 @@ PAGE_QUERY = sql.SQL(
     """
     SELECT id, code, email, cohort, expires_at, created_at
       FROM public.beta_invites
-     WHERE cohort = %(cohort)s AND {sendable}
+     WHERE {where}
        AND (%(after_created)s::timestamptz IS NULL
             OR (created_at, id) > (%(after_created)s, %(after_id)s::uuid))
      ORDER BY created_at, id
@@ -159,12 +159,20 @@ def unsent(
     conn: psycopg.Connection[Any], cohort: str, *, retry_uncertain: bool = False
 ) -> Iterator[Pending]:
     """Sendable invites of the cohort in issue order, a page at a time (keyset paging)."""
-    query = PAGE_QUERY.format(sendable=sendable(retry_uncertain))
+    where = sql.SQL("cohort = %(cohort)s AND {}").format(sendable(retry_uncertain))
+    return candidates(conn, where, {"cohort": cohort})
+
+
+def candidates(
+    conn: psycopg.Connection[Any], where: sql.Composable, params: dict[str, Any]
+) -> Iterator[Pending]:
+    """The invites matching `where`, in issue order, a page at a time (keyset paging)."""
+    query = PAGE_QUERY.format(where=where)
     last: Pending | None = None
     cursor = conn.cursor(row_factory=class_row(Pending))
     while True:
         params = {
-            "cohort": cohort,
+            **params,
             "after_created": last.created_at if last else None,
             "after_id": last.id if last else None,
             "page": PAGE,
@@ -201,16 +209,43 @@ def deliver_cohort(
     the next travel together in one round trip (a pipeline). So each sender has at most one
     message in flight, and the guarantees of one sender hold for any number.
     """
-    shared = _Shared(
+    return deliver(
+        senders,
         unsent(reader, cohort, retry_uncertain=retry_uncertain),
+        sendable(retry_uncertain),
+        {},
+        letterhead,
         limit=limit,
         rate=rate,
-        pause=AutoPause(max_errors),
+        max_errors=max_errors,
+        on_progress=on_progress,
         should_stop=should_stop,
     )
-    which = sendable(retry_uncertain)
+
+
+def deliver(
+    senders: list[tuple[Connections, Transport]],
+    listed: Iterator[Pending],
+    which: sql.Composable,
+    params: dict[str, Any],
+    letterhead: Letterhead,
+    *,
+    record: Record | None = None,
+    on_changed: Callable[[Pending, DeliveryResult], None] | None = None,
+    limit: int | None = None,
+    rate: float | None = None,
+    max_errors: int = DEFAULT_MAX_ERRORS,
+    on_progress: Callable[[], None] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> DeliveryResult:
+    """The engine under send, resend and remind: email the `listed` invites that still match
+    `which` (with `params`) once locked, over every sender at once; `record` writes what an
+    accepted message changes (by default: sent)."""
+    shared = _Shared(
+        listed, limit=limit, rate=rate, pause=AutoPause(max_errors), should_stop=should_stop
+    )
     runs = [
-        _Run(conns, letterhead, transport, which, on_progress, shared)
+        _Run(conns, letterhead, transport, which, params, on_progress, shared, record, on_changed)
         for conns, transport in senders
     ]
     return _run_all(runs, shared)
@@ -368,12 +403,14 @@ class _Run:
         letterhead: Letterhead,
         transport: Transport,
         which: sql.Composable,
+        params: dict[str, Any],
         on_progress: Callable[[], None],
         shared: _Shared,
-        commit: Callable[[psycopg.Connection[Any], UUID, str], None] | None = None,
+        record: Record | None = None,
         on_changed: Callable[[Pending, DeliveryResult], None] | None = None,
     ) -> None:
-        self.commit = commit or _commit_sent
+        self.record = record or _record_sent
+        self.params = params
         self.on_changed = on_changed
         self.conns = conns
         self.conn = conns[0]  # the connection whose transaction holds the invite in flight
@@ -383,7 +420,7 @@ class _Run:
             """
             SELECT id, code, email, cohort, expires_at
               FROM public.beta_invites
-             WHERE id = %s AND {which}
+             WHERE id = %(id)s AND {which}
                FOR UPDATE SKIP LOCKED
             """
         ).format(which=which)
@@ -439,7 +476,7 @@ class _Run:
             invite, message_id = self.accepted
             self.accepted = None
             held = self.conn
-            self.committing = self.committer.submit(self.commit, held, invite.id, message_id)
+            self.committing = self.committer.submit(self._commit, held, invite.id, message_id)
             self.conn = self.conns[1] if held is self.conns[0] else self.conns[0]
         if next_id is None:
             self.settle()
@@ -449,10 +486,16 @@ class _Run:
             conn.execute("BEGIN")
             act(conn)
             cursor = conn.cursor(row_factory=class_row(Pending))
-            row = cursor.execute(self.lock_query, (next_id,)).fetchone()
+            row = cursor.execute(self.lock_query, {**self.params, "id": next_id}).fetchone()
         if row is None:
             conn.execute("ROLLBACK")
         return row
+
+    def _commit(self, conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
+        """Record an accepted message and commit the transaction that held its invite."""
+        with conn.pipeline():
+            self.record(conn, invite_id, message_id)
+            conn.execute("COMMIT")
 
     def settle(self) -> None:
         """Wait for the sent_at commit in flight, if any, and count it."""
@@ -516,19 +559,20 @@ class _Run:
         self.on_progress()
 
 
-def _commit_sent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
-    """Record an accepted message and commit the transaction that held its invite."""
-    with conn.pipeline():
-        conn.execute(
-            """
-            UPDATE public.beta_invites
-               SET sent_at = now(), message_id = %s, delivery_outcome = NULL,
-                   delivery_outcome_at = NULL, delivery_reply = NULL
-             WHERE id = %s
-            """,
-            (message_id, invite_id),
-        )
-        conn.execute("COMMIT")
+# Writes what an accepted message changes, in the transaction that holds its invite.
+Record = Callable[["psycopg.Connection[Any]", UUID, str], None]
+
+
+def _record_sent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
+    conn.execute(
+        """
+        UPDATE public.beta_invites
+           SET sent_at = now(), message_id = %s, delivery_outcome = NULL,
+               delivery_outcome_at = NULL, delivery_reply = NULL
+         WHERE id = %s
+        """,
+        (message_id, invite_id),
+    )
 
 
 def record_bounce(conn: psycopg.Connection[Any], invite: Pending, exc: DeliveryFailed) -> None:
@@ -630,32 +674,25 @@ def resend(
     """Email sent invites again, over every sender at once. Each is locked and re-checked while
     its message is in flight, so an invite revoked, redeemed, anonymised or suppressed
     meanwhile is not mailed; the new Message-ID is kept for bounce reports."""
-    shared = _Shared(
-        iter(invites), limit=None, rate=None, pause=AutoPause(max_errors), should_stop=should_stop
-    )
     which = sql.SQL("{} AND {}").format(condition(Status.SENT), NOT_SUPPRESSED)
-    runs = [
-        _Run(
-            conns,
-            letterhead,
-            transport,
-            which,
-            on_progress,
-            shared,
-            commit=_commit_resent,
-            on_changed=_changed_meanwhile,
-        )
-        for conns, transport in senders
-    ]
-    return _run_all(runs, shared)
+    return deliver(
+        senders,
+        iter(invites),
+        which,
+        {},
+        letterhead,
+        record=_record_resent,
+        on_changed=_changed_meanwhile,
+        max_errors=max_errors,
+        on_progress=on_progress,
+        should_stop=should_stop,
+    )
 
 
-def _commit_resent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
-    with conn.pipeline():
-        conn.execute(
-            "UPDATE public.beta_invites SET message_id = %s WHERE id = %s", (message_id, invite_id)
-        )
-        conn.execute("COMMIT")
+def _record_resent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
+    conn.execute(
+        "UPDATE public.beta_invites SET message_id = %s WHERE id = %s", (message_id, invite_id)
+    )
 
 
 def _changed_meanwhile(listed: Pending, result: DeliveryResult) -> None:
