@@ -162,10 +162,11 @@ def parse(text: str, source: str) -> Template:
     return template
 
 
-def load(path: Path | None, *, signup_url: str | None) -> Template:
-    """The operator's template, or the default one (with a link when a signup URL is set)."""
+def load(path: Path | None, *, signup_url: str | None, kind: str = "invitation") -> Template:
+    """The operator's template, or the default `kind` one (invitation or reminder), with a link
+    when a signup URL is set."""
     if path is None:
-        name = "invitation.txt" if signup_url else "invitation-code-only.txt"
+        name = f"{kind}.txt" if signup_url else f"{kind}-code-only.txt"
         text = (
             resources.files("beta_invites_cli")
             .joinpath("templates")

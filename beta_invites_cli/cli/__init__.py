@@ -6,6 +6,7 @@ Every command lives in the module of its family (as in click's "complex" example
   schema   migrate, db            the database and its migrations
   issue    generate               codes for a list of people
   deliver  send, resend           codes by email
+  remind   remind                 reminders before invites expire
   manage   redeem, revoke, extend, expire
   read     report, list, show
   history  history
@@ -36,6 +37,7 @@ COMMANDS = {
     "generate": "issue:generate",
     "send": "deliver:send",
     "resend": "deliver:resend",
+    "remind": "remind:remind",
     "redeem": "manage:redeem",
     "revoke": "manage:revoke",
     "extend": "manage:extend",

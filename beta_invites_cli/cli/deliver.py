@@ -48,7 +48,11 @@ connections_option = click.option(
 
 
 def open_channel(
-    app: App, outbox: Path | None, template_path: Path | None, timeout: float | None = None
+    app: App,
+    outbox: Path | None,
+    template_path: Path | None,
+    timeout: float | None = None,
+    kind: str = "invitation",
 ) -> tuple[channel.Channel, channel.Letterhead]:
     """Where messages go and what they say, checked before anything is issued or sent."""
     try:
@@ -60,7 +64,7 @@ def open_channel(
             "SMTP_URL is not set: set it to email the invitations, or pass --outbox DIR to "
             "write them as .eml files"
         )
-    return chosen, channel.letterhead(app.settings, template_path, chosen)
+    return chosen, channel.letterhead(app.settings, template_path, chosen, kind)
 
 
 @click.command(epilog="Example: invites send --cohort press-pitchfork --recipients press.csv")
@@ -252,6 +256,8 @@ def report_delivery(
     skipped: int,
     outbox: Path | None,
     held_back: engine.HeldBack | None = None,
+    *,
+    noun: str = "sent",
 ) -> None:
     report_lines(
         "failed:", [f"{email}: {why}; tried again next run" for email, why in outcome.failed]
@@ -265,7 +271,7 @@ def report_delivery(
         say(f"not sent: {held_back.describe()}")
     uncertain = f", uncertain {len(outcome.uncertain)}" if outcome.uncertain else ""
     say(
-        f"sent {outcome.sent}, failed {len(outcome.failed)}, bounced {len(outcome.bounced)}"
+        f"{noun} {outcome.sent}, failed {len(outcome.failed)}, bounced {len(outcome.bounced)}"
         f"{uncertain}, skipped {skipped}"
     )
     if outbox is not None:

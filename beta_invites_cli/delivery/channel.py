@@ -115,7 +115,9 @@ def check_address_setting(name: str, value: str) -> str:
     return value
 
 
-def letterhead(settings: Settings, template_path: Path | None, channel: Channel) -> Letterhead:
+def letterhead(
+    settings: Settings, template_path: Path | None, channel: Channel, kind: str = "invitation"
+) -> Letterhead:
     signup_url = settings.get("INVITES_SIGNUP_URL")
     templates.check_signup_url(signup_url)
     sender = settings.get("INVITES_FROM")
@@ -132,7 +134,7 @@ def letterhead(settings: Settings, template_path: Path | None, channel: Channel)
         sender=sender,
         reply_to=reply_to,
         signup_url=signup_url,
-        template=templates.load(template_path, signup_url=signup_url),
+        template=templates.load(template_path, signup_url=signup_url, kind=kind),
         unsubscribe=unsubscribe_setting(settings),
     )
 
