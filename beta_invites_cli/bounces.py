@@ -331,11 +331,19 @@ def _record(conn: psycopg.Connection[Any], where: str, failure: Failure, summary
 
 
 def _match(conn: psycopg.Connection[Any], failure: Failure) -> tuple[Any, str | None] | None:
-    """The invite a failure is about: by Message-ID, else the latest one sent to the address."""
+    """The invite a failure is about: by Message-ID (of its invitation, last resend, or a
+    reminder), else the latest one sent to the address."""
     if failure.message_id:
         row = conn.execute(
-            "SELECT id, email FROM public.beta_invites WHERE message_id = %s",
-            (failure.message_id,),
+            """
+            SELECT id, email FROM public.beta_invites WHERE message_id = %(id)s
+            UNION ALL
+            SELECT i.id, i.email FROM public.beta_invites_reminders r
+              JOIN public.beta_invites i ON i.id = r.invite_id
+             WHERE r.message_id = %(id)s
+             LIMIT 1
+            """,
+            {"id": failure.message_id},
         ).fetchone()
         if row is not None:
             return row[0], row[1]

@@ -6,8 +6,9 @@ at most once; a before-expiry step once per expiry date, so an invite extended a
 reminder is reminded again before its new date. The messages go through the delivery engine
 of `send`, with all its guarantees: the invite is locked while its reminder is in flight, the
 condition is checked again under the lock, and the reminder is recorded
-(public.beta_invites_reminders, and a `reminded` event) in the same transaction, right after
-the server accepted it. Never within a day of the invitation or of another reminder: two
+(public.beta_invites_reminders, a `reminded` event, and beta_invites.reminded_at, which makes a
+concurrent run that locks the invite next see it) in the same transaction, right after the
+server accepted it. Never within a day of the invitation or of another reminder: two
 messages a few minutes apart read as spam.
 """
 
@@ -38,9 +39,10 @@ QUIET = timedelta(days=1)
 
 
 def duration_text(duration: timedelta) -> str:
-    """The shortest exact spelling: 72h is 3d, 90m stays 90m (a step's name in the history)."""
+    """In the largest whole unit up to days: 72h and 3d are both 3d, 2w is 14d, 90m stays 90m
+    (a step's name in the history)."""
     seconds = int(duration.total_seconds())
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
@@ -78,8 +80,7 @@ REMINDABLE = sql.SQL(
     {cohort} AND {sent} AND {not_suppressed}
     AND beta_invites.delivery_outcome IS DISTINCT FROM 'uncertain'
     AND now() >= beta_invites.sent_at + %(quiet)s
-    AND NOT EXISTS (SELECT 1 FROM public.beta_invites_reminders r
-                     WHERE r.invite_id = beta_invites.id AND r.reminded_at > now() - %(quiet)s)
+    AND (beta_invites.reminded_at IS NULL OR beta_invites.reminded_at <= now() - %(quiet)s)
     AND EXISTS (SELECT 1 FROM {steps} WHERE {due})
     """
 ).format(
@@ -92,6 +93,8 @@ REMINDABLE = sql.SQL(
 
 RECORD = sql.SQL(
     """
+    WITH reminded AS (
+      UPDATE public.beta_invites SET reminded_at = now() WHERE id = %(id)s)
     INSERT INTO public.beta_invites_reminders (invite_id, step, about_expiry, message_id)
     SELECT beta_invites.id, s.name, beta_invites.expires_at, %(message_id)s
       FROM public.beta_invites, {steps}

@@ -81,6 +81,14 @@ CREATE TABLE IF NOT EXISTS public.beta_invites_reminders (
 );
 CREATE INDEX IF NOT EXISTS idx_beta_invites_reminders_message_id
   ON public.beta_invites_reminders (message_id);
+-- When the invite's last reminder was accepted. On the invite's own row, so
+-- that two reminder runs racing for one invite see each other: the second
+-- one's SELECT ... FOR UPDATE re-checks its condition on the row the first
+-- one changed (a row in another table would not be re-read).
+ALTER TABLE public.beta_invites
+  ADD COLUMN IF NOT EXISTS reminded_at TIMESTAMPTZ;
+COMMENT ON COLUMN public.beta_invites.reminded_at IS
+  'When the last reminder (invites remind) was accepted by the mail server. NULL: never reminded.';
 
 CREATE OR REPLACE FUNCTION public.beta_invites_actor()
   RETURNS text LANGUAGE sql STABLE AS $fn$
