@@ -252,6 +252,8 @@ SELECT cohort, count(*) AS issued, count(sent_at) AS sent, count(used_at) AS red
        count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NOT NULL) AS revoked,
        count(*) FILTER (WHERE used_at IS NULL AND revoked_at IS NULL AND anonymized_at IS NULL
                           AND expires_at > now() AND delivery_outcome = 'bounced') AS bounced,
+       count(reminded_at) AS reminded,
+       count(*) FILTER (WHERE used_at > reminded_at) AS redeemed_after_reminder,
        round(count(used_at)::numeric / count(*), 4) AS redemption_rate,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at))
          FILTER (WHERE used_at IS NOT NULL) / 3600)::numeric, 1) AS median_hours_to_redeem

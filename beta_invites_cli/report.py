@@ -2,7 +2,8 @@
 
 For each group: issued, sent, redeemed, pending, expired, revoked (by the one status definition,
 so issued = redeemed + pending + expired + revoked), bounced (pending invites whose address
-refused the message for good), the redemption rate and the median hours
+refused the message for good), reminded (at least one reminder) and redeemed_after_reminder
+(redeemed after the last reminder), the redemption rate and the median hours
 from issue to redemption, plus a totals row computed by the same query (GROUPING SETS). By day
 or week, rows are issue dates, and `redemptions` counts the redemptions on that date.
 """
@@ -33,6 +34,9 @@ KEYS = (
     "redemption_rate",
     "median_hours_to_redeem",
 )
+# Added after the keys above (and after `redemptions` by day or week): CSV columns keep their
+# places.
+REMINDER_KEYS = ("reminded", "redeemed_after_reminder")
 
 # A cohort's segment: the longest configured prefix it starts with (followed by '-' or the end),
 # else the text before its first '-'. Worked out once per distinct cohort, then joined.
@@ -57,6 +61,8 @@ MEASURES = sql.SQL(
        count(*) FILTER (WHERE {expired}) AS expired,
        count(*) FILTER (WHERE {revoked}) AS revoked,
        count(*) FILTER (WHERE {bounced}) AS bounced,
+       count(reminded_at) AS reminded,
+       count(*) FILTER (WHERE used_at > reminded_at) AS redeemed_after_reminder,
        round(count(*) FILTER (WHERE {redeemed})::numeric / NULLIF(count(*), 0), 4)
          AS redemption_rate,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at))
@@ -98,7 +104,8 @@ BY_DATE = sql.SQL(
            coalesce(i.issued, 0) AS issued, coalesce(i.sent, 0) AS sent,
            coalesce(i.redeemed, 0) AS redeemed, coalesce(i.pending, 0) AS pending,
            coalesce(i.expired, 0) AS expired, coalesce(i.revoked, 0) AS revoked,
-           coalesce(i.bounced, 0) AS bounced,
+           coalesce(i.bounced, 0) AS bounced, coalesce(i.reminded, 0) AS reminded,
+           coalesce(i.redeemed_after_reminder, 0) AS redeemed_after_reminder,
            i.redemption_rate, i.median_hours_to_redeem, coalesce(r.redemptions, 0) AS redemptions
       FROM issued i
       FULL JOIN redemptions r ON i.is_total = r.is_total AND i.key IS NOT DISTINCT FROM r.key
@@ -115,7 +122,7 @@ class Report:
     @property
     def keys(self) -> list[str]:
         extra = ["redemptions"] if self.by in ("day", "week") else []
-        return [self.by, *KEYS, *extra]
+        return [self.by, *KEYS, *extra, *REMINDER_KEYS]
 
 
 def segments_setting(value: str | None) -> list[str]:

@@ -3,6 +3,7 @@ concurrent like send, and an extension followed by a reminder about the new date
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import psycopg
 
 from beta_invites_cli import suppression
+from tests import dsn_samples
 from tests.conftest import Invoke, invites_process
 from tests.smtp import Behaviour, SmtpServer
 from tests.test_issue_send import FROM, body, codes_in_db, people, smtp_env
@@ -220,3 +222,45 @@ def test_dry_run_and_usage(invites: Invoke, conn: psycopg.Connection[Any], tmp_p
     bad = invites("remind", "--cohort", "c", "--before-expiry", "soon")
     assert bad.exit_code == 2 and "'soon' is not a duration" in bad.stderr
     assert FROM  # the From address comes from INVITES_FROM (smtp_env)
+
+
+def test_a_bounced_reminder_is_matched_by_its_message_id(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    issue(invites, "c", "a@example.com")
+    sent_days_ago(conn, 8, 2)
+    outbox = str(tmp_path / "mail")
+    assert (
+        invites("remind", "--cohort", "c", "--before-expiry", "3d", "--outbox", outbox).exit_code
+        == 0
+    )
+    row = conn.execute("SELECT message_id FROM beta_invites_reminders").fetchone()
+    assert row is not None
+    # The report names another address (a forwarder's): only the Message-ID can match it.
+    (tmp_path / "dsn.eml").write_bytes(dsn_samples.postfix("alias@forwarder.example", row[0]))
+    imported = invites("bounces", "import", str(tmp_path / "dsn.eml"))
+    assert imported.exit_code == 0, imported.stderr
+    status = conn.execute("SELECT delivery_outcome FROM beta_invites").fetchone()
+    assert status == ("bounced",)
+
+
+def test_report_counts_reminded_and_redeemed_after_a_reminder(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    issue(invites, "press-a", "a@example.com", "b@example.com", "c@example.com")
+    issue(invites, "press-b", "d@example.com")
+    sent_days_ago(conn, 8, 2)
+    conn.execute("UPDATE beta_invites SET used_at = now() WHERE email = 'c@example.com'")
+    conn.commit()
+    outbox = str(tmp_path / "mail")
+    assert (
+        invites("remind", "--cohort", "*", "--before-expiry", "3d", "--outbox", outbox).exit_code
+        == 0
+    )
+    codes = codes_in_db(conn, "press-a")
+    assert invites("redeem", codes["a@example.com"]).exit_code == 0
+    report = json.loads(invites("report", "--format", "json").stdout)
+    counts = {
+        r["cohort"]: (r["reminded"], r["redeemed_after_reminder"], r["redeemed"]) for r in report
+    }
+    assert counts == {"press-a": (2, 1, 2), "press-b": (1, 0, 0)}

@@ -18,7 +18,7 @@ from beta_invites_cli.filters import Filters
 from beta_invites_cli.status import STATUSES, Status
 
 # Right-aligned in the table; the rate is drawn as a bar.
-NUMERIC = {*reports.KEYS, "redemptions"} - {"redemption_rate"}
+NUMERIC = {*reports.KEYS, *reports.REMINDER_KEYS, "redemptions"} - {"redemption_rate"}
 HEADERS = {"median_hours_to_redeem": "Median h to redeem"}
 
 
