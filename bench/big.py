@@ -184,6 +184,60 @@ def redeem_throughput(ctx: Context) -> Workload:
     )
 
 
+# The SQL function a host in any language calls, one code per transaction.
+REDEEM_FUNCTION_SCRIPT = """SELECT * FROM public.beta_invites_redeem(
+  (SELECT code FROM bench_codes WHERE n = (SELECT nextval('bench_next'))));
+"""
+
+
+def redeem_sql(ctx: Context) -> Workload:
+    """beta_invites_redeem() against the bare conditional UPDATE, both through pgbench with 8
+    clients (both fire the history trigger)."""
+    workload = redeem_throughput(ctx)
+    function_script = ctx.workdir / "redeem-function.sql"
+    function_script.write_text(REDEEM_FUNCTION_SCRIPT)
+    pgbench = Path("/usr/bin/pgbench")
+    url = ctx.url("bench_redeem")
+
+    def ours() -> None:
+        run_quiet(
+            [
+                str(pgbench),
+                "-n",
+                "-c",
+                "8",
+                "-j",
+                "2",
+                "-t",
+                "1250",
+                "-f",
+                str(function_script),
+                url,
+            ]
+        )
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM public.beta_invites WHERE used_at IS NOT NULL"
+            ).fetchone()
+        if row is None or row[0] != 10_000:
+            raise RuntimeError("redeem-sql: beta_invites_redeem() did not redeem every code")
+
+    return Workload(
+        name="redeem-sql",
+        ours_label="pgbench: SELECT * FROM beta_invites_redeem(code), 8 clients, 10,000 codes",
+        baseline_label="pgbench: the bare conditional UPDATE, 8 clients, 10,000 codes",
+        prepare_ours=workload.prepare_ours,
+        prepare_baseline=workload.prepare_baseline,
+        ours=ours,
+        baseline=workload.baseline,
+        target="<= 1.3",
+        notes=[
+            "ours normalises the code, redeems, and on a refusal says why; both write the "
+            "`redeemed` event (the history trigger)"
+        ],
+    )
+
+
 # The floor for a whole `invites` process that runs one statement: a Python process that
 # imports psycopg, connects, and runs the same statement.
 FLOOR = (

@@ -122,14 +122,52 @@ def issuing(ctx: Context, name: str, url: str, reset: str, label: str, note: str
     )
 
 
+# Between rounds: the invites, and what the history triggers wrote about them (both commands
+# write their history: \copy fires the triggers too).
+EMPTY = "TRUNCATE public.beta_invites, public.beta_invites_reminders, public.beta_invites_events"
+
+
 def generate(ctx: Context) -> Workload:
     return issuing(
         ctx,
         "generate",
         ctx.fresh_database("bench_generate"),
-        "TRUNCATE public.beta_invites",
+        EMPTY,
         "",
-        "ours also validates and normalises every address and skips people already invited",
+        "ours also validates and normalises every address and skips people already invited; "
+        "both write the history (the trigger fires for \\copy too)",
+    )
+
+
+HISTORY_TRIGGER = "ALTER TABLE public.beta_invites {} TRIGGER beta_invites_history_insert"
+
+
+def history_overhead(ctx: Context) -> Workload:
+    """What the history adds to bulk issuing: the same `invites generate` with the history
+    trigger on (ours) and off (baseline)."""
+    url = ctx.fresh_database("bench_history")
+    issued = issuing(ctx, "history-overhead", url, EMPTY, "", "")
+
+    def switch(state: str) -> Callable[[], None]:
+        def prepare() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(HISTORY_TRIGGER.format(state))
+            issued.prepare_ours()
+
+        return prepare
+
+    return Workload(
+        name="history-overhead",
+        ours_label=f"invites generate ({ctx.size:,}) with the history trigger",
+        baseline_label="the same command with the history trigger disabled",
+        prepare_ours=switch("ENABLE"),
+        prepare_baseline=switch("DISABLE"),
+        ours=issued.ours,
+        baseline=issued.ours,
+        verify_ours=issued.verify_ours,
+        verify_baseline=issued.verify_ours,
+        target="<= 1.15",
+        notes=["one set-based INSERT of the events per statement (a statement-level trigger)"],
     )
 
 
@@ -300,12 +338,14 @@ ALL = {
     "migrate": migrate,
     "generate": generate,
     "generate-into-big": generate_into_big,
+    "history-overhead": history_overhead,
     "send": send,
     "send-relay-1": lambda ctx: send_relay(ctx, 1),
     "send-relay-4": lambda ctx: send_relay(ctx, 4),
     "bounces-import": bounces_import,
     "expire": big.expire,
     "redeem-throughput": big.redeem_throughput,
+    "redeem-sql": big.redeem_sql,
     "redeem-process": big.redeem_process,
     "show-process": big.show_process,
     "report": big.report,
