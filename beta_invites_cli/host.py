@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg import sql
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from beta_invites_cli.codes import LENGTH, normalise
 from beta_invites_cli.errors import (
@@ -70,10 +70,67 @@ INVITE_COLUMNS = sql.SQL(
 
 
 # The SQL functions of sql/997 hold the logic (normalising, the single-winner UPDATE, the
-# refusal's reason), so hosts in any language get the same answers; these run one of them and,
-# in the same round trip (a pipeline), read the invite it decided about.
-REDEEM = "SELECT status FROM public.beta_invites_redeem(%s, %s)"
-CHECK = "SELECT status FROM public.beta_invites_check(%s)"
+# refusal's reason), so hosts in any language get the same answers. One statement calls one and
+# reads the invite it decided about, in one round trip.
+CHECK_TEMPLATE = sql.SQL(
+    """
+    SELECT c.status AS outcome, {columns}
+      FROM public.beta_invites_check(%(code)s) AS c
+      LEFT JOIN public.beta_invites AS i ON i.id = c.invite_id
+    """
+)
+# The function's UPDATE runs after this statement took its snapshot, so the row read here is
+# the one from before it; what the UPDATE set on a win is known (now() is the transaction's).
+REDEEM_TEMPLATE = sql.SQL(
+    """
+    WITH decided AS MATERIALIZED (
+      SELECT * FROM public.beta_invites_redeem(%(code)s, %(user_id)s::uuid))
+    SELECT d.status AS outcome, {columns}
+      FROM decided AS d
+      LEFT JOIN public.beta_invites AS i ON i.id = d.invite_id
+    """
+)
+_WON = "d.status = 'redeemed'"
+_COLUMNS: dict[str, sql.Composable] = {
+    "id": sql.SQL("i.id"),
+    "code": sql.SQL("i.code"),
+    "email": sql.SQL("i.email"),
+    "cohort": sql.SQL("i.cohort"),
+    "created_at": sql.SQL("i.created_at"),
+    "expires_at": sql.SQL("i.expires_at"),
+    "sent_at": sql.SQL("i.sent_at"),
+    "sent_by": sql.SQL("i.sent_by"),
+    "revoked_at": sql.SQL("i.revoked_at"),
+}
+
+
+def _columns(overlay: dict[str, sql.Composable]) -> sql.Composable:
+    columns: dict[str, sql.Composable] = {
+        **_COLUMNS,
+        "status": STATUS,
+        "used_at": sql.SQL("i.used_at"),
+    }
+    columns["redeemed_by"] = sql.SQL("i.redeemed_by")
+    columns.update(overlay)
+    return sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(columns[name], sql.Identifier(name))
+        for name in Invite.__dataclass_fields__
+    )
+
+
+# Rendered to text once: composing them again for every call costs a tenth of a redemption.
+CHECK = CHECK_TEMPLATE.format(columns=_columns({})).as_string()
+REDEEM = REDEEM_TEMPLATE.format(
+    columns=_columns(
+        {
+            "status": sql.SQL(f"CASE WHEN {_WON} THEN 'redeemed' ELSE {{}} END").format(STATUS),
+            "used_at": sql.SQL(f"CASE WHEN {_WON} THEN now() ELSE i.used_at END"),
+            "redeemed_by": sql.SQL(
+                f"CASE WHEN {_WON} THEN %(user_id)s::uuid ELSE i.redeemed_by END"
+            ),
+        }
+    )
+).as_string()
 FIND_TYPED = sql.SQL(
     "SELECT {columns} FROM public.beta_invites WHERE code = public.beta_invites_normalise_code(%s)"
 ).format(columns=INVITE_COLUMNS)
@@ -102,32 +159,33 @@ def redeem(
     newest version of the row (an invite revoked or anonymised after the caller's transaction
     began is refused). Nothing is committed here: the caller's transaction decides.
     """
-    status, invite = _decide(conn, REDEEM, (code, user_id), code)
+    status, invite = _decide(conn, REDEEM, {"code": code, "user_id": user_id}, code)
     if status == "redeemed" and invite is not None:
         return invite
-    raise _refusal(status, invite, code)
+    # Refused: the row as it is now (the statement above read it as it was when it began).
+    raise _refusal(status, _invites(conn).execute(FIND_TYPED, (code,)).fetchone(), code)
 
 
 def check(conn: psycopg.Connection[Any], code: str) -> Invite:
     """The invite behind `code`, changing nothing; raises InvalidCode or UnknownCode."""
-    status, invite = _decide(conn, CHECK, (code,), code)
+    status, invite = _decide(conn, CHECK, {"code": code}, code)
     if invite is None:
         raise _refusal(status, invite, code)
     return invite
 
 
 def _decide(
-    conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...], typed: str
+    conn: psycopg.Connection[Any], query: str, params: dict[str, Any], typed: str
 ) -> tuple[str, Invite | None]:
     if len(typed) > 4 * LENGTH:
         normalise(typed)  # raises InvalidCode, without sending a huge string to the server
-    cursor = _invites(conn)
-    with conn.pipeline():
-        decided = conn.execute(query, params)
-        found = cursor.execute(FIND_TYPED, (typed,))
-        row = decided.fetchone()
-        invite = found.fetchone()
-    return (row[0] if row else "unknown"), invite
+    cursor = conn.cursor(row_factory=dict_row)
+    load_infinity(cursor)  # the host's connection may not load 'infinity' by itself
+    row = cursor.execute(query, params).fetchone()
+    if row is None:
+        return "unknown", None
+    outcome = row.pop("outcome")
+    return outcome, (Invite(**row) if row["id"] is not None else None)
 
 
 def _refusal(status: str, invite: Invite | None, typed: str) -> InviteError:

@@ -236,7 +236,7 @@ $fn$;
 -- redeemable. The 'redeemed' event is written by the history trigger.
 CREATE OR REPLACE FUNCTION public.beta_invites_redeem(code text, user_id uuid DEFAULT NULL)
   RETURNS TABLE (status text, invite_id uuid, cohort text)
-  LANGUAGE plpgsql VOLATILE AS $fn$
+  LANGUAGE plpgsql VOLATILE ROWS 1 AS $fn$
 #variable_conflict use_variable
 DECLARE
   wanted text := public.beta_invites_normalise_code($1);
@@ -262,7 +262,7 @@ $fn$;
 -- expired, revoked, unknown, invalid.
 CREATE OR REPLACE FUNCTION public.beta_invites_check(code text)
   RETURNS TABLE (status text, invite_id uuid, cohort text)
-  LANGUAGE sql STABLE AS $fn$
+  LANGUAGE sql STABLE ROWS 1 AS $fn$
   SELECT CASE
            WHEN w.code IS NULL THEN 'invalid'
            WHEN i.id IS NULL THEN 'unknown'
