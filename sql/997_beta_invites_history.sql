@@ -97,36 +97,47 @@ $fn$;
 
 -- One notification per kind of event a statement added (see the header).
 CREATE OR REPLACE FUNCTION public.beta_invites_events_notify(
-  kind text, n bigint, first_id bigint, last_id bigint, invite_id uuid)
+  kind text, n bigint, first_id bigint, last_id bigint)
   RETURNS void LANGUAGE sql AS $fn$
   SELECT pg_notify('beta_invites_events', json_build_object(
     'kind', kind, 'count', n, 'first_event_id', first_id, 'last_event_id', last_id,
-    'invite_id', CASE WHEN n = 1 THEN invite_id END)::text)
+    'invite_id', CASE WHEN n = 1 THEN
+      (SELECT e.invite_id FROM public.beta_invites_events e WHERE e.id = first_id) END)::text)
+   WHERE n > 0
 $fn$;
 
+-- Kept lean: it runs once for every bulk insert, and 100,000 invites make 100,000 events.
 CREATE OR REPLACE FUNCTION public.beta_invites_history_on_insert()
   RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   who text := public.beta_invites_actor();
-  notified bigint;
+  n bigint;
+  first_id bigint;
+  last_id bigint;
 BEGIN
   WITH added AS (
-  INSERT INTO public.beta_invites_events (invite_id, cohort, kind, actor, detail)
-  SELECT n.id, n.cohort, k.kind, who, k.detail
-    FROM new_invites n
-   CROSS JOIN LATERAL (VALUES
-     ('issued', true, CASE WHEN n.sent_by IS NOT NULL
-                      THEN jsonb_build_object('sent_by', n.sent_by) END),
-     ('sent', n.sent_at IS NOT NULL,
-      CASE WHEN n.message_id IS NOT NULL THEN jsonb_build_object('message_id', n.message_id) END),
-     ('redeemed', n.used_at IS NOT NULL,
-      CASE WHEN n.redeemed_by IS NOT NULL THEN jsonb_build_object('user_id', n.redeemed_by) END)
-   ) AS k(kind, happened, detail)
-   WHERE k.happened
-  RETURNING id, invite_id, kind)
-  SELECT count(*) INTO notified FROM (
-    SELECT public.beta_invites_events_notify(a.kind, count(*), min(a.id), max(a.id),
-                                             min(a.invite_id::text)::uuid)
+    INSERT INTO public.beta_invites_events (invite_id, cohort, kind, actor, detail)
+    SELECT i.id, i.cohort, 'issued', who,
+           CASE WHEN i.sent_by IS NOT NULL THEN jsonb_build_object('sent_by', i.sent_by) END
+      FROM new_invites i
+    RETURNING id)
+  SELECT count(*), min(id), max(id) INTO n, first_id, last_id FROM added;
+  PERFORM public.beta_invites_events_notify('issued', n, first_id, last_id);
+  -- Inserted as already sent (generate --mark-sent) or redeemed (by the host): rare.
+  WITH added AS (
+    INSERT INTO public.beta_invites_events (invite_id, cohort, kind, actor, detail)
+    SELECT i.id, i.cohort, k.kind, who, k.detail
+      FROM new_invites i
+     CROSS JOIN LATERAL (VALUES
+       ('sent', i.sent_at IS NOT NULL,
+        CASE WHEN i.message_id IS NOT NULL THEN jsonb_build_object('message_id', i.message_id) END),
+       ('redeemed', i.used_at IS NOT NULL,
+        CASE WHEN i.redeemed_by IS NOT NULL THEN jsonb_build_object('user_id', i.redeemed_by) END)
+     ) AS k(kind, happened, detail)
+     WHERE (i.sent_at IS NOT NULL OR i.used_at IS NOT NULL) AND k.happened
+    RETURNING id, kind)
+  SELECT count(*) INTO n FROM (
+    SELECT public.beta_invites_events_notify(a.kind, count(*), min(a.id), max(a.id))
       FROM added a GROUP BY a.kind) AS per_kind;
   RETURN NULL;
 END
@@ -167,10 +178,9 @@ BEGIN
      ('anonymised', o.anonymized_at IS NULL AND n.anonymized_at IS NOT NULL, NULL::jsonb)
    ) AS k(kind, happened, detail)
    WHERE k.happened
-  RETURNING id, invite_id, kind)
+  RETURNING id, kind)
   SELECT count(*) INTO notified FROM (
-    SELECT public.beta_invites_events_notify(a.kind, count(*), min(a.id), max(a.id),
-                                             min(a.invite_id::text)::uuid)
+    SELECT public.beta_invites_events_notify(a.kind, count(*), min(a.id), max(a.id))
       FROM added a GROUP BY a.kind) AS per_kind;
   RETURN NULL;
 END
@@ -189,10 +199,9 @@ BEGIN
                             'message_id', r.message_id)
     FROM new_reminders r
     JOIN public.beta_invites i ON i.id = r.invite_id
-  RETURNING id, invite_id, kind)
+  RETURNING id, kind)
   SELECT count(*) INTO notified FROM (
-    SELECT public.beta_invites_events_notify(a.kind, count(*), min(a.id), max(a.id),
-                                             min(a.invite_id::text)::uuid)
+    SELECT public.beta_invites_events_notify(a.kind, count(*), min(a.id), max(a.id))
       FROM added a GROUP BY a.kind) AS per_kind;
   RETURN NULL;
 END

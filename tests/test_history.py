@@ -287,3 +287,21 @@ def test_history_streams_in_constant_memory(
         assert sum(1 for _ in written) == 300_000
     # Held in memory, 300,000 events would take several hundred MiB.
     assert int(proc.stderr.split()[-1]) < 100 * 1024
+
+
+def test_invites_inserted_as_sent_or_redeemed_say_so(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    marked = invites("generate --cohort c --email a@example.com --mark-sent")
+    assert marked.exit_code == 0, marked.stderr
+    conn.execute(
+        "INSERT INTO beta_invites (code, email, cohort, used_at) VALUES ('HHHHHHHHHHHHHHHH', 'h@example.com', 'c', now())"
+    )
+    assert events(conn, code_of(conn, "a@example.com")) == [
+        ("issued", "operator", None),
+        ("sent", "operator", None),
+    ]
+    assert events(conn, "HHHHHHHHHHHHHHHH") == [
+        ("issued", "host", None),
+        ("redeemed", "host", None),
+    ]
