@@ -121,3 +121,32 @@ def test_the_history_names_who_acted_through_the_pooler(
         ("extended", "host"),
         ("anonymised", "cron"),
     ]
+
+
+def test_concurrent_reminders_through_the_pooler(
+    pooled_db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(100, tmp_path)
+    assert (
+        processes(
+            pooled_db_url,
+            {},
+            ["generate", "--cohort", "press-x", "--recipients", str(tmp_path / "people.csv")],
+        )[0][0]
+        == 0
+    )
+    conn.execute(
+        "UPDATE beta_invites SET sent_at = now() - interval '8 days', expires_at = now() + interval '2 days'"
+    )
+    conn.commit()
+    with SmtpServer(Behaviour(delay=0.001)) as server:
+        env = {"SMTP_URL": server.url, **FROM}
+        command = ["remind", "--cohort", "press-x", "--before-expiry", "3d", "--connections", "2"]
+        outcomes = processes(pooled_db_url, env, *[command] * 3)
+        assert [code for code, _ in outcomes] == [0] * 3, outcomes
+        received = server.recorder.by_recipient()
+    assert len(received) == 100
+    assert all(len(messages) == 1 for messages in received.values())
+    assert conn.execute(
+        "SELECT count(*), count(DISTINCT invite_id) FROM beta_invites_events WHERE kind = 'reminded'"
+    ).fetchone() == (100, 100)
