@@ -97,6 +97,11 @@ def test_a_refusal_for_now_is_tried_again_and_exits_1(
         assert first.stderr.splitlines()[-1] == "sent 1, failed 1, bounced 0, skipped 0"
         assert outcomes(conn)["person0@example.com"][:2] == (False, "failed")
         assert suppressed(conn) == []
+        # The history keeps the reply's codes, never its text.
+        assert conn.execute(
+            "SELECT e.kind, e.detail FROM beta_invites_events e JOIN beta_invites i"
+            " ON i.id = e.invite_id WHERE i.email = 'person0@example.com' ORDER BY e.id"
+        ).fetchall() == [("issued", None), ("delivery_failed", {"reply_code": "452 4.2.2"})]
         server.recorder.behaviour.refuse.clear()
         again = invites("send --cohort press-x", env=smtp_env(server))
         assert again.exit_code == 0

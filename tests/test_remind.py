@@ -95,10 +95,13 @@ def test_each_invite_owed_a_reminder_gets_one_with_its_code(
 
 
 def test_after_sent_and_before_expiry_steps(invites: Invoke, conn: psycopg.Connection[Any]) -> None:
-    issue(invites, "c", "a@example.com", "b@example.com")
+    issue(invites, "c", "a@example.com", "b@example.com", "recent@example.com")
     sent_days_ago(conn, 8, 20)
     conn.execute(
         "UPDATE beta_invites SET expires_at = now() + interval '1 day' WHERE email = 'b@example.com'"
+    )
+    conn.execute(  # sent two days ago: its after-sent 7d step is not due
+        "UPDATE beta_invites SET sent_at = now() - interval '2 days' WHERE email LIKE 'recent@%'"
     )
     conn.commit()
     with SmtpServer(Behaviour()) as server:
