@@ -11,11 +11,15 @@ or week, rows are issue dates, and `redemptions` counts the redemptions on that 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
+from psycopg.errors import QueryCanceled
 from psycopg.rows import dict_row
 
+from beta_invites_cli.activity import DEFAULT_TIMEOUT, ActivityQuery, read_only
+from beta_invites_cli.errors import InvitesError
 from beta_invites_cli.filters import Filters
 from beta_invites_cli.status import Status, condition
 
@@ -37,6 +41,97 @@ KEYS = (
 # Added after the keys above (and after `redemptions` by day or week): CSV columns keep their
 # places.
 REMINDER_KEYS = ("reminded", "redeemed_after_reminder")
+WEEKS = (1, 2, 3, 4)
+# With an activity query (--activity), after all the others.
+ACTIVITY_KEYS = (
+    "active",
+    "activity",
+    "activity_per_active",
+    "median_hours_to_first_activity",
+    *(f"week_{n}_retention" for n in WEEKS),
+)
+
+# Each redeemer's activity since redemption: how much, when first, and in which weeks after it.
+PER_REDEEMER = sql.SQL(
+    """
+    SELECT i.id AS activity_invite_id, count(*) AS activity_count,
+           min(a.at) AS first_activity_at, {weeks}
+      FROM public.beta_invites AS i
+      JOIN (SELECT q.{match}::{match_type} AS match, q.at::timestamptz AS at
+              FROM {activity} AS q {kind_filter}) AS a
+        ON {joined} AND a.at >= i.used_at
+     WHERE i.used_at IS NOT NULL AND {where}
+     GROUP BY i.id
+    """
+)
+JOINED = {
+    "user_id": sql.SQL("a.match = i.redeemed_by"),
+    # Addresses compared as everywhere else (sql/995), whatever the host stored.
+    "email": sql.SQL("public.invites_email_key(a.match) = public.invites_email_key(i.email)"),
+}
+ACTIVE_IN_WEEK = sql.SQL(
+    "bool_or(a.at >= i.used_at + interval '{before} days'"
+    " AND a.at < i.used_at + interval '{end} days') AS active_week_{n}"
+)
+# Retention in week N counts only redeemers for whom week N is over.
+WEEK_RETENTION = sql.SQL(
+    "round(count(*) FILTER (WHERE p.active_week_{n} AND {over})::numeric"
+    " / NULLIF(count(*) FILTER (WHERE {over}), 0), 4) AS {name}"
+)
+
+
+def week_retention(n: int, name: str) -> sql.Composed:
+    return WEEK_RETENTION.format(
+        n=sql.SQL(str(n)),
+        over=sql.SQL(f"used_at + interval '{7 * n} days' <= now()"),
+        name=sql.Identifier(name),
+    )
+
+
+ACTIVITY_MEASURES = sql.SQL(
+    """,
+       count(p.activity_invite_id) AS active,
+       coalesce(sum(p.activity_count), 0) AS activity,
+       round(coalesce(sum(p.activity_count), 0)::numeric
+             / NULLIF(count(p.activity_invite_id), 0), 2) AS activity_per_active,
+       round((percentile_cont(0.5) WITHIN GROUP (
+                ORDER BY extract(epoch FROM p.first_activity_at - used_at))
+              FILTER (WHERE p.first_activity_at IS NOT NULL) / 3600)::numeric, 1)
+         AS median_hours_to_first_activity,
+       {weeks}"""
+).format(weeks=sql.SQL(",\n       ").join(week_retention(n, f"week_{n}_retention") for n in WEEKS))
+
+
+@dataclass(frozen=True)
+class Activity:
+    """The activity part of a report: the operator's query and how it matches invites."""
+
+    query: sql.Composable  # the subquery
+    match: str  # user_id or email
+    kind: str | None
+
+
+def per_redeemer(
+    activity: Activity, where: sql.Composable, weeks_after: tuple[int, ...] = WEEKS
+) -> sql.Composed:
+    weeks = sql.SQL(", ").join(
+        ACTIVE_IN_WEEK.format(
+            before=sql.SQL(str(7 * (n - 1))), end=sql.SQL(str(7 * n)), n=sql.SQL(str(n))
+        )
+        for n in weeks_after
+    )
+    return PER_REDEEMER.format(
+        weeks=weeks,
+        match=sql.Identifier(activity.match),
+        match_type=sql.SQL("uuid" if activity.match == "user_id" else "text"),
+        activity=activity.query,
+        kind_filter=sql.SQL(
+            "WHERE q.kind::text = %(activity_kind)s" if activity.kind is not None else ""
+        ),
+        joined=JOINED[activity.match],
+        where=where,
+    )
+
 
 # A cohort's segment: the longest configured prefix it starts with (followed by '-' or the end),
 # else the text before its first '-'. Worked out once per distinct cohort, then joined.
@@ -62,6 +157,7 @@ MEASURES = sql.SQL(
        count(*) FILTER (WHERE {revoked}) AS revoked,
        count(*) FILTER (WHERE {bounced}) AS bounced,
        count(reminded_at) AS reminded,
+       count(*) FILTER (WHERE sent_at IS NOT NULL OR used_at IS NOT NULL) AS delivered,
        count(*) FILTER (WHERE used_at > reminded_at) AS redeemed_after_reminder,
        round(count(*) FILTER (WHERE {redeemed})::numeric / NULLIF(count(*), 0), 4)
          AS redemption_rate,
@@ -106,7 +202,9 @@ BY_DATE = sql.SQL(
            coalesce(i.expired, 0) AS expired, coalesce(i.revoked, 0) AS revoked,
            coalesce(i.bounced, 0) AS bounced, coalesce(i.reminded, 0) AS reminded,
            coalesce(i.redeemed_after_reminder, 0) AS redeemed_after_reminder,
+           coalesce(i.delivered, 0) AS delivered,
            i.redemption_rate, i.median_hours_to_redeem, coalesce(r.redemptions, 0) AS redemptions
+           {activity}
       FROM issued i
       FULL JOIN redemptions r ON i.is_total = r.is_total AND i.key IS NOT DISTINCT FROM r.key
      ORDER BY is_total, key"""
@@ -118,11 +216,13 @@ class Report:
     by: str
     rows: list[dict[str, Any]]
     totals: dict[str, Any] | None
+    with_activity: bool = False
 
     @property
     def keys(self) -> list[str]:
         extra = ["redemptions"] if self.by in ("day", "week") else []
-        return [self.by, *KEYS, *extra, *REMINDER_KEYS]
+        activity = ACTIVITY_KEYS if self.with_activity else ()
+        return [self.by, *KEYS, *extra, *REMINDER_KEYS, *activity]
 
 
 def segments_setting(value: str | None) -> list[str]:
@@ -130,22 +230,44 @@ def segments_setting(value: str | None) -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-def query_for(by: str, where: sql.Composable, *, totals: bool = True) -> sql.Composed:
-    """The report's one statement; with `totals`, it also computes the totals row."""
+def query_for(
+    by: str, where: sql.Composable, *, totals: bool = True, activity: Activity | None = None
+) -> sql.Composed:
+    """The report's one statement; with `totals`, it also computes the totals row; with
+    `activity`, the activity measures, the operator's query running inside it."""
     key = GROUP_EXPRESSIONS[by]
     source: sql.Composable = sql.SQL("public.beta_invites")
     if by == "segment":
         source = sql.SQL("public.beta_invites JOIN ({segments}) AS seg USING (cohort)").format(
             segments=SEGMENT_OF_COHORT.format(where=where)
         )
+    measures: sql.Composable = MEASURES
+    if activity is not None:
+        source = sql.SQL(
+            "{source} LEFT JOIN ({per_redeemer}) AS p ON p.activity_invite_id = beta_invites.id"
+        ).format(source=source, per_redeemer=per_redeemer(activity, where))
+        measures = sql.Composed([MEASURES, ACTIVITY_MEASURES])
     grouped = GROUPED.format(
-        key=key, measures=MEASURES, source=source, where=where, grouping=grouping(key, totals)
+        key=key, measures=measures, source=source, where=where, grouping=grouping(key, totals)
     )
     if by not in ("day", "week"):
         return sql.SQL("{} ORDER BY is_total, issued DESC, key").format(grouped)
     used = sql.SQL("date_trunc({unit}, used_at)::date").format(unit=sql.Literal(by))
+    passed: sql.Composable = sql.SQL("")
+    if activity is not None:
+        # Counts are 0 on a date with redemptions but no invites issued; rates stay null.
+        passed = sql.SQL("").join(
+            sql.SQL(
+                ", coalesce(i.{0}, 0) AS {0}" if name in ("active", "activity") else ", i.{0}"
+            ).format(sql.Identifier(name))
+            for name in ACTIVITY_KEYS
+        )
     return BY_DATE.format(
-        grouped=grouped, used=used, where=where, used_grouping=grouping(used, totals)
+        grouped=grouped,
+        used=used,
+        where=where,
+        used_grouping=grouping(used, totals),
+        activity=passed,
     )
 
 
@@ -162,12 +284,32 @@ def build(
     filters: Filters,
     segments: list[str],
     with_totals: bool = True,
+    activity: ActivityQuery | None = None,
+    timeout: timedelta = DEFAULT_TIMEOUT,
 ) -> Report:
-    """The report; without totals (csv and json print none) the query skips that work."""
+    """The report, in one READ ONLY transaction under `timeout` (`conn` must not be in
+    autocommit mode), with the activity measures when an activity query is given. Without
+    totals (csv and json print none) the query skips that work."""
     where, params = filters.where()
-    cursor = conn.cursor(row_factory=dict_row)
-    query = query_for(by, where, totals=with_totals)
-    records = cursor.execute(query, {**params, "segments": segments}).fetchall()
+    params = {**params, "segments": segments}
+    measured: Activity | None = None
+    read_only(conn, timeout)
+    try:
+        if activity is not None:
+            measured = Activity(activity.subquery(), activity.check(conn), activity.kind)
+            params["activity_kind"] = activity.kind
+        query = query_for(by, where, totals=with_totals, activity=measured)
+        cursor = conn.cursor(row_factory=dict_row)
+        if activity is not None:
+            records = activity.run(cursor, query, params).fetchall()
+        else:
+            records = cursor.execute(query, params).fetchall()
+    except QueryCanceled:
+        raise InvitesError(
+            f"the report ran past the timeout ({timeout.total_seconds():g} s, --timeout)"
+        ) from None
+    finally:
+        conn.rollback()
     rows: list[dict[str, Any]] = []
     totals = None
     for record in records:
@@ -177,4 +319,68 @@ def build(
             totals = record
         else:
             rows.append(record)
-    return Report(by=by, rows=rows, totals=totals if rows else None)
+    return Report(
+        by=by, rows=rows, totals=totals if rows else None, with_activity=measured is not None
+    )
+
+
+# The classic cohort-analysis matrix: a row per group, a column per week since redemption.
+RETENTION = sql.SQL(
+    """
+    SELECT {key} AS key, count(*) AS redeemers, {weeks}
+      FROM {source}
+      LEFT JOIN ({per_redeemer}) AS p ON p.activity_invite_id = beta_invites.id
+     WHERE {where} AND used_at IS NOT NULL
+     GROUP BY {key}
+     ORDER BY count(*) DESC, key
+    """
+)
+
+
+@dataclass(frozen=True)
+class Retention:
+    by: str
+    weeks: int
+    rows: list[dict[str, Any]]
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.by, "redeemers", *(f"week_{n}" for n in range(1, self.weeks + 1))]
+
+
+def retention(
+    conn: psycopg.Connection[Any],
+    *,
+    by: str,
+    filters: Filters,
+    segments: list[str],
+    activity: ActivityQuery,
+    weeks: int,
+    timeout: timedelta = DEFAULT_TIMEOUT,
+) -> Retention:
+    """Share of each group's redeemers active in week 1..`weeks` after their redemption (only
+    those for whom that week is over), in one READ ONLY query like the report."""
+    where, params = filters.where()
+    source: sql.Composable = sql.SQL("public.beta_invites")
+    if by == "segment":
+        source = sql.SQL("public.beta_invites JOIN ({segments}) AS seg USING (cohort)").format(
+            segments=SEGMENT_OF_COHORT.format(where=where)
+        )
+    read_only(conn, timeout)
+    try:
+        measured = Activity(activity.subquery(), activity.check(conn), activity.kind)
+        numbers = tuple(range(1, weeks + 1))
+        query = RETENTION.format(
+            key=GROUP_EXPRESSIONS[by],
+            weeks=sql.SQL(", ").join(week_retention(n, f"week_{n}") for n in numbers),
+            source=source,
+            per_redeemer=per_redeemer(measured, where, numbers),
+            where=where,
+        )
+        cursor = conn.cursor(row_factory=dict_row)
+        found = activity.run(
+            cursor, query, {**params, "segments": segments, "activity_kind": activity.kind}
+        ).fetchall()
+    finally:
+        conn.rollback()
+    return Retention(by, weeks, [{by: r.pop("key"), **r} for r in found])
