@@ -8,7 +8,8 @@ Every command lives in the module of its family (as in click's "complex" example
   deliver  send, resend           codes by email
   remind   remind                 reminders before invites expire
   manage   redeem, revoke, extend, expire
-  read     report, list, show
+  report   report                 (--funnel, --retention, --activity)
+  read     list, show
   history  history
   suppress suppress add|remove|list|check
   bounces  bounces import
@@ -42,7 +43,7 @@ COMMANDS = {
     "revoke": "manage:revoke",
     "extend": "manage:extend",
     "expire": "manage:expire",
-    "report": "read:report",
+    "report": "report:report",
     "list": "read:list_invites",
     "show": "read:show",
     "history": "history:history_command",

@@ -27,7 +27,7 @@ from beta_invites_cli.cli.common import (
     warn,
 )
 from beta_invites_cli.cli.issue import prepare, report_issue
-from beta_invites_cli.cli.options import delivery_options, issue_options
+from beta_invites_cli.cli.options import delivery_options, issue_options, pace_options
 from beta_invites_cli.delivery import channel, engine
 from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.exits import ExitCode
@@ -75,13 +75,7 @@ def open_channel(
     is_flag=True,
     help="Show the first message and count what would be sent; change nothing.",
 )
-@click.option("--limit", type=click.IntRange(min=1), help="Send at most this many (waves).")
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0.001, max=100_000),
-    metavar="PER_SECOND",
-    help="Send at most this many per second (0.001 to 100000).",
-)
+@pace_options
 @connections_option
 @click.option(
     "--retry-uncertain",

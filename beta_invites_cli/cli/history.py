@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import date
 from itertools import chain
 
@@ -11,15 +10,15 @@ import click
 from beta_invites_cli import history
 from beta_invites_cli.cli.common import App, pass_app, say
 from beta_invites_cli.cli.options import DateType, format_option
-from beta_invites_cli.cli.render import Column, render
+from beta_invites_cli.cli.render import Column, render, stream_to_stdout
 
 COLUMNS = [
     Column("at", "When"),
     Column("kind", "Event"),
     Column("code", "Code"),
-    Column("cohort", "Cohort"),
-    Column("actor", "By"),
-    Column("detail", "Detail", render=history.describe),
+    Column("cohort", "Cohort", drop=1),
+    Column("actor", "By", drop=2),
+    Column("detail", "Detail", render=history.describe, drop=3),
 ]
 
 
@@ -60,16 +59,14 @@ def history_command(
     if limit is None and fmt == "table":
         limit = 50
     with app.database.connect() as conn:
-        if fmt in ("csv", "json", "jsonl"):
-            # Formatted by PostgreSQL and streamed straight to stdout: constant memory.
-            sys.stdout.flush()
-            if fmt == "csv":
-                count = history.export_csv(conn, filters, sys.stdout.buffer, limit=limit)
-            else:
-                count = history.export_json(
-                    conn, filters, sys.stdout.buffer, limit=limit, lines=fmt == "jsonl"
-                )
-            sys.stdout.buffer.flush()
+        if fmt in ("csv", "json", "jsonl"):  # constant memory
+            count = stream_to_stdout(
+                fmt,
+                lambda out: history.export_csv(conn, filters, out, limit=limit),
+                lambda out, lines: history.export_json(
+                    conn, filters, out, limit=limit, lines=lines
+                ),
+            )
         else:
             rows = history.events(conn, filters, limit=limit)
             first = next(rows, None)  # no events: no empty table

@@ -36,9 +36,9 @@ Connection = psycopg.Connection[Any]
 INVITE_COLUMNS = [
     Column("email", "Email"),
     Column("code", "Code"),
-    Column("cohort", "Cohort"),
-    Column("expires_at", "Expires"),
-    Column("link", "Link"),
+    Column("cohort", "Cohort", drop=2),
+    Column("expires_at", "Expires", drop=1),
+    Column("link", "Link", drop=3),
 ]
 TABLE_LIMIT = 1000  # beyond this, a summary instead of a table
 

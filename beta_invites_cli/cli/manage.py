@@ -22,7 +22,7 @@ from beta_invites_cli.sweep import sweep
 REDEEM_KEYS = ["code", "status", "cohort", "used_at", "expires_at"]
 CHANGE_COLUMNS = [
     Column("code", "Code"),
-    Column("cohort", "Cohort"),
+    Column("cohort", "Cohort", drop=1),
     Column("status", "Status"),
     Column("expires_at", "Expires"),
 ]

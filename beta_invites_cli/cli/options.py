@@ -85,12 +85,13 @@ def stack(*options: Callable[[F], F]) -> Callable[[F], F]:
     return decorate
 
 
-def format_option(default: str | None = "table") -> Callable[[F], F]:
-    """The shared `--format table|csv|json|jsonl` option (None: decided by the command)."""
+def format_option(default: str | None = "table", extra: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """The shared `--format table|csv|json|jsonl` option (None: decided by the command), with
+    a command's `extra` formats."""
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(FORMATS),
+        type=click.Choice((*FORMATS, *extra)),
         default=default,
         show_default=default is not None,
         help="Output format: a table for people; CSV, JSON or JSON lines for programs"
@@ -194,5 +195,17 @@ filter_options = stack(
         type=DateType(),
         metavar="DATE",
         help="Issued on or before this date (YYYY-MM-DD).",
+    ),
+)
+
+
+# How much and how fast send and remind deliver.
+pace_options = stack(
+    click.option("--limit", type=click.IntRange(min=1), help="Send at most this many (waves)."),
+    click.option(
+        "--rate",
+        type=click.FloatRange(min=0.001, max=100_000),
+        metavar="PER_SECOND",
+        help="Send at most this many per second (0.001 to 100000).",
     ),
 )

@@ -17,7 +17,7 @@ from beta_invites_cli.cli.deliver import (
     open_senders,
     report_delivery,
 )
-from beta_invites_cli.cli.options import DurationType, delivery_options
+from beta_invites_cli.cli.options import DurationType, delivery_options, pace_options
 from beta_invites_cli.delivery import engine
 
 
@@ -47,13 +47,7 @@ from beta_invites_cli.delivery import engine
 @click.option(
     "--dry-run", is_flag=True, help="Show the first reminder and count them; send nothing."
 )
-@click.option("--limit", type=click.IntRange(min=1), help="Send at most this many.")
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0.001, max=100_000),
-    metavar="PER_SECOND",
-    help="Send at most this many per second (0.001 to 100000).",
-)
+@pace_options
 @connections_option
 @pass_app
 def remind(

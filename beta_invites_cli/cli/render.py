@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import sys
@@ -89,6 +90,9 @@ class Column:
     header: str
     numeric: bool = False
     render: Callable[[Any], str] | None = None  # table view only
+    # On a terminal too narrow for the table, columns are left out highest `drop` first
+    # (0: never left out) before the table turns into one block per record.
+    drop: int = 0
 
 
 def plain(value: Any) -> Any:
@@ -169,10 +173,10 @@ def write_table(
     title: str | None = None,
     footer: Mapping[str, Any] | None = None,
 ) -> int:
-    """A table that never cuts a value: too wide for the terminal, each record becomes a block
-    of `field value` lines instead (as psql's expanded display); in a file or a pipe, the table
-    is as wide as its content."""
-    from rich.table import Table
+    """A table that never cuts a value. Too wide for the terminal, its least important columns
+    are left out first (said under it); if it is still too wide, each record becomes a block of
+    `field value` lines instead (as psql's expanded display). In a file or a pipe, the table is
+    as wide as its content."""
 
     def cell(column: Column, value: Any) -> str:
         return column.render(value) if column.render and value is not None else table_text(value)
@@ -181,25 +185,59 @@ def write_table(
     footer_cells = (
         [cell(column, footer.get(column.key)) for column in columns] if footer is not None else None
     )
-    table = Table(title=title, title_justify="left", show_footer=footer is not None)
-    for index, column in enumerate(columns):
-        table.add_column(
-            column.header,
-            justify="right" if column.numeric else "left",
-            footer=footer_cells[index] if footer_cells else "",
-            no_wrap=True,
-        )
-    for row in rows:
-        table.add_row(*row)
     screen = console(out)
-    natural = screen.measure(table, options=screen.options.update(max_width=1_000_000)).maximum
+    table, natural = _table(columns, rows, footer_cells, title, [])
     if not out.isatty():
         console(out, width=max(natural, 20)).print(table)
-    elif natural <= screen.size.width:
+        return len(rows)
+    width = screen.size.width
+    left_out: list[Column] = []
+    droppable = sorted((c for c in columns if c.drop), key=lambda c: -c.drop)
+    while natural > width and droppable:
+        left_out.append(droppable.pop(0))
+        table, natural = _table(columns, rows, footer_cells, title, left_out)
+    if natural <= width:
         screen.print(table)
     else:
         _write_records(rows, footer_cells, columns, out, title)
     return len(rows)
+
+
+def _table(
+    columns: Sequence[Column],
+    rows: list[list[str]],
+    footer: list[str] | None,
+    title: str | None,
+    left_out: list[Column],
+) -> tuple[Any, int]:
+    """The rich table without the `left_out` columns, and its natural width."""
+    from rich.table import Table
+
+    kept = [i for i, column in enumerate(columns) if column not in left_out]
+    caption = None
+    if left_out:
+        names = ", ".join(c.header for c in left_out)
+        caption = f"Not shown at this width: {names} (--format csv shows every column)"
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+        show_footer=footer is not None,
+    )
+    for index in kept:
+        column = columns[index]
+        table.add_column(
+            column.header,
+            justify="right" if column.numeric else "left",
+            footer=footer[index] if footer else "",
+            no_wrap=True,
+        )
+    for row in rows:
+        table.add_row(*(row[i] for i in kept))
+    screen = console(io.StringIO())
+    natural = screen.measure(table, options=screen.options.update(max_width=1_000_000)).maximum
+    return table, natural
 
 
 def _write_records(
@@ -267,3 +305,17 @@ def render(
     if fmt == "jsonl":
         return write_jsonl(records, keys, out)
     return write_table(records, columns, out, title=title, footer=footer)
+
+
+def stream_to_stdout(
+    fmt: str,
+    export_csv: Callable[[IO[bytes]], int],
+    export_json: Callable[[IO[bytes], bool], int],
+) -> int:
+    """csv, json or jsonl (export_json's flag) formatted by PostgreSQL and streamed straight to
+    stdout; how many records."""
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    count = export_csv(out) if fmt == "csv" else export_json(out, fmt == "jsonl")
+    out.flush()
+    return count

@@ -1,0 +1,106 @@
+"""Every report and list table reads at 80 columns on a terminal: the least important columns
+are left out first (and named under the table), a code, an address or a number is never cut."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from beta_invites_cli import activity, history, listing
+from beta_invites_cli import report as reports
+from beta_invites_cli.cli import history as history_cli
+from beta_invites_cli.cli import read, report
+from beta_invites_cli.cli.render import write_table
+from beta_invites_cli.filters import Filters
+from tests.conftest import Invoke
+from tests.test_report_activity import host, write
+
+__all__ = ["host"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> Terminal:
+    """An 80-column terminal."""
+    monkeypatch.setenv("COLUMNS", "80")
+    return Terminal()
+
+
+def fits(text: str) -> None:
+    assert text.strip(), "nothing was written"
+    assert "…" not in text
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():  # colour takes no column
+        assert len(line) <= 80, f"{len(line)} columns: {line}"
+
+
+def report_of(conn: psycopg.Connection[Any], tmp_path: Path, by: str) -> reports.Report:
+    query = activity.ActivityQuery.load(
+        Path(write(tmp_path, "a.sql", "SELECT user_id, submitted_at AS at FROM feedback"))
+    )
+    return reports.build(
+        conn, by=by, filters=Filters(), segments=["press", "creator"], activity=query
+    )
+
+
+@pytest.mark.parametrize("by", ["cohort", "segment", "week"])
+def test_the_report_with_activity_fits(
+    conn: psycopg.Connection[Any], host: dict[str, Any], tmp_path: Path, terminal: Terminal, by: str
+) -> None:
+    result = report_of(conn, tmp_path, by)
+    report.draw_report(result, Filters(), terminal)
+    text = terminal.getvalue()
+    fits(text)
+    assert "Not shown at this width:" in text
+    for row in result.rows:
+        assert str(row[by]) in text
+        assert f" {row['issued']} " in text
+        if row["redemption_rate"] is not None:  # a week with redemptions but no issues has none
+            assert f"{float(row['redemption_rate']) * 100:5.1f}%" in text
+
+
+def test_the_retention_matrix_fits(
+    conn: psycopg.Connection[Any], host: dict[str, Any], tmp_path: Path, terminal: Terminal
+) -> None:
+    query = activity.ActivityQuery.load(
+        Path(write(tmp_path, "a.sql", "SELECT user_id, submitted_at AS at FROM feedback"))
+    )
+    matrix = reports.retention(
+        conn, by="cohort", filters=Filters(), segments=[], activity=query, weeks=12
+    )
+    report.draw_retention(matrix, Filters(), terminal)
+    fits(terminal.getvalue())
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())
+    assert "W1 " in plain and "W10" in plain  # the last weeks go first
+    assert "Not shown at this width: W12, W11 (--format csv shows every column)" in plain
+
+
+def test_the_funnel_fits(invites: Invoke, host: dict[str, Any], tmp_path: Path) -> None:
+    query = write(tmp_path, "a.sql", "SELECT user_id, submitted_at AS at FROM feedback")
+    shown = invites("report", "--funnel", "--activity", query)
+    assert shown.exit_code == 0
+    fits(shown.stdout)
+    assert "% of redeemed" in shown.stdout and "█" in shown.stdout
+
+
+def test_list_and_history_fit(db_url: str, terminal: Terminal, invites: Invoke) -> None:
+    long = "someone.with.a.rather.long.address@example-company.co.uk"
+    assert invites("generate", "--cohort", "creator-vinyl-pressing", "--email", long).exit_code == 0
+    with psycopg.connect(db_url) as conn:  # server-side cursors live in a transaction
+        rows = list(listing.invites(conn, Filters()))
+        events = list(history.events(conn, history.EventFilters()))
+    write_table(rows, read.LIST_COLUMNS, terminal, title="Invites")
+    write_table(events, history_cli.COLUMNS, terminal, title="History")
+    text = terminal.getvalue()
+    fits(text)
+    assert long in text and rows[0]["code"] in text
+    assert datetime.now(timezone.utc).strftime("%Y-%m-%d") in text
