@@ -332,6 +332,119 @@ def report(ctx: Context) -> Workload:
     )
 
 
+# The host's activity: 25 rows per redeemer over the 40 days after the redemption, by user id.
+ACTIVITY_TABLE = """
+CREATE TABLE public.activity AS
+SELECT i.redeemed_by AS user_id, i.used_at + g * interval '38 hours' AS at,
+       CASE WHEN g %% 3 = 0 THEN 'feedback' ELSE 'session' END AS kind
+  FROM public.beta_invites i, generate_series(1, 25) AS g
+ WHERE i.used_at IS NOT NULL
+"""
+ACTIVITY_QUERY = "SELECT user_id, at, kind FROM public.activity\n"
+
+
+def with_activity(ctx: Context) -> tuple[str, Path]:
+    """The million invites, an account for each redeemer, and 25 activity rows each (5,000,000
+    at the default size); and the activity query file."""
+    url = ctx.url("bench_activity")
+    query = ctx.workdir / "activity.sql"
+    query.write_text(ACTIVITY_QUERY)
+    with psycopg.connect(ctx.admin_url, autocommit=True) as conn:
+        done = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'bench_activity'").fetchone()
+    if done is not None:
+        return url, query
+    url = clone(ctx, "bench_activity")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            """
+            WITH redeemers AS (
+              SELECT id, row_number() OVER () AS n FROM public.beta_invites
+               WHERE used_at IS NOT NULL),
+            accounts AS (
+              INSERT INTO public.users SELECT FROM redeemers RETURNING id),
+            numbered AS (SELECT id, row_number() OVER () AS n FROM accounts)
+            UPDATE public.beta_invites i SET redeemed_by = a.id
+              FROM redeemers r JOIN numbered a USING (n)
+             WHERE i.id = r.id
+            """
+        )
+        conn.execute(ACTIVITY_TABLE)
+        conn.execute("CREATE INDEX ON public.activity (user_id)")
+        conn.execute("VACUUM ANALYZE")
+    return url, query
+
+
+def report_activity(ctx: Context) -> Workload:
+    """`report --activity`, against psql running the very statement it composes."""
+    from beta_invites_cli import report as reports
+    from beta_invites_cli.activity import ActivityQuery
+    from beta_invites_cli.filters import Filters
+
+    invites = invites_command()
+    url, query = with_activity(ctx)
+    activity = ActivityQuery.load(query)
+    where, params = Filters().where()
+    measured = reports.Activity(activity.subquery(), "user_id", None)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT count(*) FROM public.activity").fetchone()
+        statement = psycopg.ClientCursor(conn).mogrify(
+            reports.query_for("cohort", where, totals=False, activity=measured),
+            {**params, "segments": [], "activity_kind": None},
+        )
+    return Workload(
+        name="report-activity",
+        ours_label=f"invites report --activity activity.sql --format csv ({ctx.big:,} invites, "
+        f"{rows[0] if rows else 0:,} activity rows)",
+        baseline_label="psql -c running the same single query",
+        ours=lambda: run_quiet(
+            [*invites, "report", "--activity", str(query), "--format", "csv"], env=ctx.env(url)
+        ),
+        baseline=lambda: run_quiet([*psql_command(), url, "-c", statement]),
+        target="<= 1.3",
+        notes=["ours also checks the activity query's columns, in a READ ONLY transaction"],
+    )
+
+
+def report_html(ctx: Context) -> Workload:
+    """The HTML page against the CSV report, on the same data, with activity."""
+    invites = invites_command()
+    url, query = with_activity(ctx)
+    page = ctx.workdir / "report.html"
+
+    def written() -> None:
+        if not page.exists() or page.stat().st_size < 1_000_000:
+            raise RuntimeError("report-html: the page was not written")
+        page.unlink()
+
+    return Workload(
+        name="report-html",
+        ours_label="invites report --format html --output report.html --activity activity.sql",
+        baseline_label="invites report --format csv --activity activity.sql",
+        ours=lambda: run_quiet(
+            [
+                *invites,
+                "report",
+                "--format",
+                "html",
+                "--output",
+                str(page),
+                "--activity",
+                str(query),
+            ],
+            env=ctx.env(url),
+        ),
+        baseline=lambda: run_quiet(
+            [*invites, "report", "--format", "csv", "--activity", str(query)], env=ctx.env(url)
+        ),
+        verify_ours=written,
+        target="<= 1.5",
+        notes=[
+            "the page also scans the redeemed invites once more (redemptions over time, time to "
+            "redeem) and computes the retention matrix"
+        ],
+    )
+
+
 def list_copy(url: str, fmt: str) -> str:
     """Our own export statement, parameters inlined, for psql to run as the baseline."""
     from beta_invites_cli import listing

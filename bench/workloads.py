@@ -349,6 +349,8 @@ ALL = {
     "redeem-process": big.redeem_process,
     "show-process": big.show_process,
     "report": big.report,
+    "report-activity": big.report_activity,
+    "report-html": big.report_html,
     "list-csv": big.list_export,
     "list-json": big.list_json,
     "list-jsonl": big.list_jsonl,
