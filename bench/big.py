@@ -336,7 +336,7 @@ def report(ctx: Context) -> Workload:
 ACTIVITY_TABLE = """
 CREATE TABLE public.activity AS
 SELECT i.redeemed_by AS user_id, i.used_at + g * interval '38 hours' AS at,
-       CASE WHEN g %% 3 = 0 THEN 'feedback' ELSE 'session' END AS kind
+       CASE WHEN mod(g, 3) = 0 THEN 'feedback' ELSE 'session' END AS kind
   FROM public.beta_invites i, generate_series(1, 25) AS g
  WHERE i.used_at IS NOT NULL
 """
