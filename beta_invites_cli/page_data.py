@@ -1,7 +1,8 @@
-"""The numbers of the HTML report (`invites report --format html`), in few scans: the report by
-cohort (whose counts also make the funnel by segment), one light scan of the redeemed invites
-for redemptions over time and the time-to-redeem distribution, and the retention matrix when
-an activity query is given. All in READ ONLY transactions under the report's timeout."""
+"""The numbers of the HTML report (`invites report --format html`), in two scans: the report by
+cohort (whose counts also make the funnel by segment, and whose week 1-4 retention makes the
+curves when an activity query is given), and one light scan of the redeemed invites for
+redemptions over time and the time-to-redeem distribution. In READ ONLY transactions under the
+report's timeout."""
 
 from __future__ import annotations
 
@@ -107,16 +108,21 @@ def gather(
         )
     finally:
         conn.rollback()
+    # The report with activity already has each cohort's week 1-4 retention: the curves come
+    # from it rather than from a second pass over the activity.
     retention = None
-    if activity is not None:
-        retention = reports.retention(
-            conn,
-            by="cohort",
-            filters=filters,
-            segments=segments,
-            activity=activity,
-            weeks=8,
-            timeout=timeout,
+    if by_cohort.with_activity:
+        retention = reports.Retention(
+            "cohort",
+            len(reports.WEEKS),
+            [
+                {
+                    "cohort": row["cohort"],
+                    "redeemers": row["redeemed"],
+                    **{f"week_{n}": row[f"week_{n}_retention"] for n in reports.WEEKS},
+                }
+                for row in by_cohort.rows
+            ],
         )
     return PageData(
         by_cohort,
