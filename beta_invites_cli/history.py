@@ -62,7 +62,7 @@ class EventFilters:
         conditions: list[sql.Composable] = [sql.SQL("TRUE")]
         params: dict[str, Any] = {}
         if self.cohort is not None:
-            conditions.append(sql.SQL(r"e.cohort LIKE %(cohort_pattern)s ESCAPE '\'"))
+            conditions.append(sql.SQL(r"i.cohort LIKE %(cohort_pattern)s ESCAPE '\'"))
             params["cohort_pattern"] = like_pattern(self.cohort)
         if self.since is not None:
             conditions.append(sql.SQL("e.at >= %(since)s::date"))
@@ -86,12 +86,13 @@ def _query(
     if for_csv:
         columns = {
             "at": exporting.ISO.format(sql.SQL("e.at")),
-            "cohort": exporting.CSV_SAFE.format(sql.SQL("e.cohort")),
+            "cohort": exporting.CSV_SAFE.format(sql.SQL("i.cohort")),
             "actor": exporting.CSV_SAFE.format(sql.SQL("e.actor")),
             "detail": sql.SQL("e.detail::text"),
         }
     else:
-        columns = {key: sql.SQL(f"e.{key}") for key in ("at", "cohort", "actor", "detail")}
+        columns = {key: sql.SQL(f"e.{key}") for key in ("at", "actor", "detail")}
+        columns["cohort"] = sql.SQL("i.cohort")
     return EVENTS.format(where=where, **columns), {**params, "limit": limit}
 
 
