@@ -4,6 +4,7 @@ are left out first (and named under the table), a code, an address or a number i
 from __future__ import annotations
 
 import io
+import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,3 +105,31 @@ def test_list_and_history_fit(db_url: str, terminal: Terminal, invites: Invoke) 
     fits(text)
     assert long in text and rows[0]["code"] in text
     assert datetime.now(timezone.utc).strftime("%Y-%m-%d") in text
+
+
+def test_values_are_never_read_as_markup(invites: Invoke) -> None:
+    assert invites("generate --cohort c --email a@example.com").exit_code == 0
+    code = json.loads(invites("list", "--format", "json").stdout)[0]["code"]
+    assert invites("revoke", code, "--reason", "[/x] embargo [bold]moved").exit_code == 0
+    shown = invites("history")
+    assert shown.exit_code == 0, shown.stderr
+    assert "[/x] embargo [bold]moved" in shown.stdout
+    listed = invites("list", "--cohort", "[/c]")
+    assert listed.exit_code == 0, listed.stderr
+
+
+def test_colour_means_something_and_no_color_removes_it(
+    monkeypatch: pytest.MonkeyPatch, terminal: Terminal
+) -> None:
+    rows = [
+        {"code": "AAAAAAAAAAAAAAAA", "status": "redeemed"},
+        {"code": "B" * 16, "status": "revoked"},
+    ]
+    columns = [c for c in read.LIST_COLUMNS if c.key in ("code", "status")]
+    write_table(rows, columns, terminal)
+    coloured = terminal.getvalue()
+    assert "\x1b[32mredeemed" in coloured and "\x1b[31mrevoked" in coloured
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = Terminal()
+    write_table(rows, columns, plain)
+    assert "redeemed" in plain.getvalue() and "\x1b[3" not in plain.getvalue()

@@ -12,9 +12,17 @@ from beta_invites_cli.cli.common import App, pass_app, say
 from beta_invites_cli.cli.options import DateType, format_option
 from beta_invites_cli.cli.render import Column, render, stream_to_stdout
 
+EVENT_STYLES = {
+    "redeemed": "green",
+    "revoked": "red",
+    "bounced": "yellow",
+    "delivery_failed": "yellow",
+    "delivery_uncertain": "yellow",
+    "anonymised": "dim",
+}
 COLUMNS = [
     Column("at", "When"),
-    Column("kind", "Event"),
+    Column("kind", "Event", style=lambda kind: EVENT_STYLES.get(kind, "")),
     Column("code", "Code"),
     Column("cohort", "Cohort", drop=1),
     Column("actor", "By", drop=2),

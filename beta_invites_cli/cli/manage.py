@@ -12,7 +12,7 @@ import click
 from beta_invites_cli import host, lifecycle
 from beta_invites_cli.cli.common import App, Problems, check_user, fail, pass_app, say
 from beta_invites_cli.cli.options import DurationType, UuidType, format_option
-from beta_invites_cli.cli.render import Column, plain, render
+from beta_invites_cli.cli.render import Column, plain, render, status_style
 from beta_invites_cli.database import act
 from beta_invites_cli.delivery import outbox
 from beta_invites_cli.errors import ValidationFailed
@@ -23,7 +23,7 @@ REDEEM_KEYS = ["code", "status", "cohort", "used_at", "expires_at"]
 CHANGE_COLUMNS = [
     Column("code", "Code"),
     Column("cohort", "Cohort", drop=1),
-    Column("status", "Status"),
+    Column("status", "Status", style=status_style),
     Column("expires_at", "Expires"),
 ]
 

@@ -93,6 +93,9 @@ class Column:
     # On a terminal too narrow for the table, columns are left out highest `drop` first
     # (0: never left out) before the table turns into one block per record.
     drop: int = 0
+    # A colour that means something (a status, a rate), from the cell's text; NO_COLOR and
+    # pipes drop it.
+    style: Callable[[str], str] | None = None
 
 
 def plain(value: Any) -> Any:
@@ -212,6 +215,12 @@ def _table(
 ) -> tuple[Any, int]:
     """The rich table without the `left_out` columns, and its natural width."""
     from rich.table import Table
+    from rich.text import Text
+
+    def text(index: int, value: str) -> Text:
+        # Text, not markup: a value such as `[/x]` is shown as it is, never interpreted.
+        style = columns[index].style
+        return Text(value, style=style(value) if style else "")
 
     kept = [i for i, column in enumerate(columns) if column not in left_out]
     caption = None
@@ -219,7 +228,7 @@ def _table(
         names = ", ".join(c.header for c in left_out)
         caption = f"Not shown at this width: {names} (--format csv shows every column)"
     table = Table(
-        title=title,
+        title=Text(title) if title else None,
         title_justify="left",
         caption=caption,
         caption_justify="left",
@@ -228,13 +237,13 @@ def _table(
     for index in kept:
         column = columns[index]
         table.add_column(
-            column.header,
+            Text(column.header),
             justify="right" if column.numeric else "left",
-            footer=footer[index] if footer else "",
+            footer=Text(footer[index]) if footer else "",
             no_wrap=True,
         )
     for row in rows:
-        table.add_row(*(row[i] for i in kept))
+        table.add_row(*(text(i, row[i]) for i in kept))
     screen = console(io.StringIO())
     natural = screen.measure(table, options=screen.options.update(max_width=1_000_000)).maximum
     return table, natural
@@ -319,3 +328,26 @@ def stream_to_stdout(
     count = export_csv(out) if fmt == "csv" else export_json(out, fmt == "jsonl")
     out.flush()
     return count
+
+
+STATUS_STYLES = {
+    "redeemed": "green",
+    "sent": "cyan",
+    "uncertain": "yellow",
+    "bounced": "yellow",
+    "revoked": "red",
+    "expired": "dim",
+}
+
+
+def status_style(value: str) -> str:
+    return STATUS_STYLES.get(value, "")
+
+
+def rate_style(value: str) -> str:
+    """A redemption or retention rate: green from half, red under a fifth."""
+    try:
+        rate = float(value.rstrip("%").split()[-1]) / 100
+    except (ValueError, IndexError):
+        return ""
+    return "green" if rate >= 0.5 else "red" if rate < 0.2 else "yellow"

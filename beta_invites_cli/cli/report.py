@@ -15,7 +15,7 @@ from beta_invites_cli import funnel as funnels
 from beta_invites_cli import report as reports
 from beta_invites_cli.cli.common import App, pass_app, say
 from beta_invites_cli.cli.options import filter_options, format_option
-from beta_invites_cli.cli.render import Column, OutputFile, render
+from beta_invites_cli.cli.render import Column, OutputFile, rate_style, render
 from beta_invites_cli.filters import Filters
 
 # Right-aligned in the table; the rate is drawn as a bar.
@@ -31,6 +31,7 @@ HEADERS = {
     "median_hours_to_first_activity": "Median h to act.",
     **{f"week_{n}_retention": f"W{n} active" for n in reports.WEEKS},
 }
+RETENTION = {f"week_{n}_retention" for n in reports.WEEKS}
 # Left out first on a narrow terminal (highest first); the group, issued, redeemed, the
 # redemption rate and, with activity, active and week-1 retention always stay.
 DROP = {
@@ -281,7 +282,7 @@ def draw_retention(matrix: reports.Retention, filters: Filters, out: IO[str] | N
         Column("redeemers", "Redeemers", numeric=True),
     ]
     columns += [
-        Column(f"week_{n}", f"W{n}", numeric=True, render=percent, drop=n - 1)
+        Column(f"week_{n}", f"W{n}", numeric=True, render=percent, drop=n - 1, style=rate_style)
         for n in range(1, matrix.weeks + 1)
     ]
     render(matrix.rows, columns, "table", out, title=title_for("Retention", matrix.by, filters))
@@ -309,8 +310,9 @@ def draw_report(result: reports.Report, filters: Filters, out: IO[str] | None = 
             k,
             HEADERS.get(k, k.replace("_", " ").capitalize()),
             numeric=k in NUMERIC,
-            render=rate_bar if k == "redemption_rate" else None,
+            render=rate_bar if k == "redemption_rate" else percent if k in RETENTION else None,
             drop=DROP.get(k, 0),
+            style=rate_style if k == "redemption_rate" or k in RETENTION else None,
         )
         for k in result.keys[1:]
     ]
