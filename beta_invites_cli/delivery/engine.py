@@ -388,14 +388,30 @@ class _Pace:
             time.sleep(delay)
 
 
+@dataclass(frozen=True)
+class _Locked:
+    """What a lock step found on one connection: the invite now held there (None: none is
+    left), and the listed invites it skipped because they changed meanwhile."""
+
+    conn: psycopg.Connection[Any]
+    invite: Pending | None
+    changed: list[Pending]
+
+
 class _Run:
     """One sender of a `send` run: its connections, the invite in flight, and the tally.
 
-    A sender has two database connections and alternates between them: while the transaction
-    that holds invite k commits its sent_at (an fsync), the other one locks invite k+1 and its
-    message goes out. The commit is awaited just before the end of k+1's DATA, so at any moment
-    at most one accepted message lacks its committed sent_at, as with one connection, while the
-    commit hides behind the SMTP exchange."""
+    A sender has two database connections, each with its own worker thread, and alternates
+    between them. While invite k's message is in flight on one connection, the other commits
+    invite k-1 as sent (an fsync) and then locks invite k+1, in the background: neither the
+    commit nor the next lock waits in line with the SMTP exchange. The commit of k-1 is awaited
+    just before the end of k's DATA, so at any moment at most one accepted message lacks its
+    committed sent_at, as with one connection.
+
+    Behind a pooler in transaction mode every open transaction holds a server connection, so
+    the order matters: the next lock is only started once the one before it was obtained, and
+    a sender only ever waits for a lock while all it holds is a transaction that is committing.
+    So senders can never hold all the pool's connections while each waits for another."""
 
     def __init__(
         self,
@@ -413,7 +429,6 @@ class _Run:
         self.params = params
         self.on_changed = on_changed
         self.conns = conns
-        self.conn = conns[0]  # the connection whose transaction holds the invite in flight
         self.letterhead = letterhead
         self.transport = transport
         self.lock_query = sql.SQL(
@@ -426,72 +441,95 @@ class _Run:
         ).format(which=which)
         self.on_progress = on_progress
         self.result = DeliveryResult()
-        # Accepted by the server (with its Message-ID), sent_at not committed yet.
-        self.accepted: tuple[Pending, str] | None = None
-        self.committing: Future[None] | None = None
-        self.committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self.committing: Future[None] | None = None  # the accepted message's sent_at
+        self.locking: Future[_Locked] | None = None  # the next invite, on the other connection
+        # One worker per connection: a commit on one never waits behind a lock on the other.
+        self.workers = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") for _ in conns
+        ]
         self.shared = shared
         self.pause = shared.pause
         self.error: BaseException | None = None  # raised in a sender thread, re-raised by the run
 
+    def worker(self, conn: psycopg.Connection[Any]) -> ThreadPoolExecutor:
+        return self.workers[0 if conn is self.conns[0] else 1]
+
+    def other(self, conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+        return self.conns[1] if conn is self.conns[0] else self.conns[0]
+
     def work(self) -> None:
-        """Send until the candidates run out or the run stops; the last accepted message is
+        """Send until the candidates run out or the run stops; every accepted message is
         committed, and nothing is left locked, whatever happens."""
         try:
-            while (candidate := self.shared.next_candidate()) is not None:
-                invite = self.lock_next(candidate.id)
-                if invite is None:
-                    # Another sender has it, or it was redeemed, revoked or sent meanwhile.
-                    if self.on_changed is not None:
-                        self.on_changed(candidate, self.result)
-                    continue
-                if not self.shared.claim():
-                    self.conn.execute("ROLLBACK")
-                    break
+            locked = self.taken(self.lock(self.conns[0]))
+            self.locking = self.worker(self.conns[1]).submit(self.lock, self.conns[1])
+            while (invite := locked.invite) is not None:
+                if self.pause.reason is not None or self.shared.interrupted:
+                    break  # locked, not started: released below, left for the next run
                 self.shared.pace.wait()
-                if not self.attempt(invite):
-                    self.shared.stop()
+                go_on, message_id = self.attempt(locked.conn, invite)
+                if not go_on:
                     break
-            self.lock_next(None)
+                conn = locked.conn
+                if message_id is not None:
+                    self.committing = self.worker(conn).submit(
+                        self.commit, conn, invite.id, message_id
+                    )
+                assert self.locking is not None
+                locked, self.locking = self.taken(self.locking.result()), None
+                if locked.invite is not None:
+                    # The one after: on the connection just freed, once its commit is done.
+                    self.locking = self.worker(conn).submit(self.lock, conn)
+            self.settle()
         except BaseException as exc:  # handed to the thread that runs the senders
             self.error = exc
             self.shared.stop()
         finally:
+            self.shared.stop()  # a lock still running takes no other invite
             with contextlib.suppress(Exception):  # reported above, if anything went wrong
                 self.settle()
-            self.committer.shutdown()
+            if self.locking is not None:
+                with contextlib.suppress(Exception):
+                    self.taken(self.locking.result())
+            for worker in self.workers:
+                worker.shutdown()
             for conn in self.conns:
                 idle = conn.info.transaction_status == conn.info.transaction_status.IDLE
                 if not conn.closed and not idle:
                     with contextlib.suppress(Exception):  # a broken connection rolls back
                         conn.execute("ROLLBACK")
 
-    def lock_next(self, next_id: UUID | None) -> Pending | None:
-        """Start committing the accepted invite as sent (on its own connection, in the
-        background); then lock `next_id` on the other connection, in a transaction held while
-        its message is in flight, so a concurrent sender skips it. The condition is checked
-        again under the lock: an invite revoked, redeemed or anonymised since it was listed is
-        not sent."""
-        if self.accepted is not None:
-            invite, message_id = self.accepted
-            self.accepted = None
-            held = self.conn
-            self.committing = self.committer.submit(self._commit, held, invite.id, message_id)
-            self.conn = self.conns[1] if held is self.conns[0] else self.conns[0]
-        if next_id is None:
-            self.settle()
-            return None
-        conn = self.conn
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            act(conn)
-            cursor = conn.cursor(row_factory=class_row(Pending))
-            row = cursor.execute(self.lock_query, {**self.params, "id": next_id}).fetchone()
-        if row is None:
-            conn.execute("ROLLBACK")
-        return row
+    def lock(self, conn: psycopg.Connection[Any]) -> _Locked:
+        """Lock the next candidate on `conn`, in a transaction held while its message is in
+        flight, so a concurrent sender skips it. The condition is checked again under the
+        lock: an invite revoked, redeemed or anonymised since it was listed is not sent."""
+        changed: list[Pending] = []
+        while (candidate := self.shared.next_candidate()) is not None:
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                act(conn)
+                cursor = conn.cursor(row_factory=class_row(Pending))
+                row = cursor.execute(self.lock_query, {**self.params, "id": candidate.id})
+                invite = row.fetchone()
+            if invite is None:
+                # Another sender has it, or it was redeemed, revoked or sent meanwhile.
+                conn.execute("ROLLBACK")
+                changed.append(candidate)
+                continue
+            if not self.shared.claim():
+                conn.execute("ROLLBACK")
+                break
+            return _Locked(conn, invite, changed)
+        return _Locked(conn, None, changed)
 
-    def _commit(self, conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
+    def taken(self, locked: _Locked) -> _Locked:
+        """Account for what a lock step skipped."""
+        if self.on_changed is not None:
+            for listed in locked.changed:
+                self.on_changed(listed, self.result)
+        return locked
+
+    def commit(self, conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
         """Record an accepted message and commit the transaction that held its invite."""
         with conn.pipeline():
             self.record(conn, invite_id, message_id)
@@ -506,8 +544,9 @@ class _Run:
         self.result.sent += 1
         self.on_progress()
 
-    def attempt(self, invite: Pending) -> bool:
-        """Send one message; False when the run must stop."""
+    def attempt(self, conn: psycopg.Connection[Any], invite: Pending) -> tuple[bool, str | None]:
+        """Send one message held on `conn`: whether to go on, and the Message-ID when the
+        server accepted it (its sent_at is then committed in the background)."""
         try:
             letter = compose(self.letterhead, invite)
             self.transport.deliver(letter, before_end=self.settle)
@@ -515,17 +554,17 @@ class _Run:
         except DeliveryFailed as exc:
             self.settle()
             if exc.permanent:
-                record_bounce(self.conn, invite, exc)
-                self.conn.execute("COMMIT")
+                record_bounce(conn, invite, exc)
+                conn.execute("COMMIT")
                 self.on_progress()
                 self.result.bounced.append((invite.email, str(exc)))
             else:
-                self._record(invite, "failed", str(exc))
+                self._record(conn, invite, "failed", str(exc))
                 self.result.failed.append((invite.email, str(exc)))
-            return self.pause.failed(self.result)
+            return self.pause.failed(self.result), None
         except DeliveryUncertain as exc:
             self.settle()
-            self._record(invite, "uncertain", str(exc))
+            self._record(conn, invite, "uncertain", str(exc))
             self.result.uncertain.append((invite.email, str(exc)))
             in_a_row = self.shared.unanswered(add=True)
             if in_a_row >= MAX_UNCERTAIN_IN_A_ROW:
@@ -533,21 +572,22 @@ class _Run:
                     f"the mail server {self.transport.description} left "
                     f"{in_a_row} messages in a row without an answer: stopped"
                 )
-                return False
-            return True
+                return False, None
+            return True, None
         except InvitesError as exc:  # the mail server cannot be reached at all
             self.settle()
-            self.conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK")
             self.result.aborted = str(exc)
-            return False
+            return False, None
         self.shared.unanswered(add=False)
         self.pause.succeeded()
-        self.accepted = (invite, letter.message_id)
-        return True
+        return True, letter.message_id
 
-    def _record(self, invite: Pending, outcome: str, reply: str) -> None:
+    def _record(
+        self, conn: psycopg.Connection[Any], invite: Pending, outcome: str, reply: str
+    ) -> None:
         """Keep how the attempt ended (without the address), and release the row."""
-        self.conn.execute(
+        conn.execute(
             """
             UPDATE public.beta_invites
                SET delivery_outcome = %s, delivery_outcome_at = now(), delivery_reply = %s
@@ -555,7 +595,7 @@ class _Run:
             """,
             (outcome, without_address(reply, invite.email), invite.id),
         )
-        self.conn.execute("COMMIT")
+        conn.execute("COMMIT")
         self.on_progress()
 
 
