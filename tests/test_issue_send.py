@@ -500,3 +500,31 @@ def test_each_message_ends_only_after_the_one_before_is_committed(
         assert result.exit_code == 0, result.stderr
     assert len(arrived) == 40
     assert lagging == []
+
+
+def test_ctrl_c_sends_nothing_after_the_message_in_flight(
+    invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """The next invite is locked while a message is in flight: Ctrl-C must release it unsent."""
+    people(10, tmp_path)
+    invites("generate", "--cohort", "press-x", "--recipients", "people.csv")
+    with SmtpServer(Behaviour(delay=0.3)) as server:
+        proc = invites_process(
+            "send",
+            "--cohort",
+            "press-x",
+            "--connections",
+            "1",
+            env={**smtp_env(server), "DATABASE_URL": db_url},
+        )
+        deadline = time.monotonic() + 30
+        while len(server.recorder.messages) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # Message 2 was just answered; 0.1 s later message 3 is in flight (the server holds
+        # it 0.3 s) and message 4 is locked, waiting its turn.
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert len(server.recorder.messages) == 3  # 3 finishes; 4 never starts
+    assert unsent(conn) == 7

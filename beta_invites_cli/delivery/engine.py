@@ -317,6 +317,16 @@ class _Shared:
                 self.stopped = True
             return candidate
 
+    def halted(self) -> bool:
+        """Whether no further message may start: paused, or asked to stop (Ctrl-C). An invite
+        locked ahead is then released unsent."""
+        with self.lock:
+            if self.pause.reason is not None:
+                return True
+            if self.should_stop():
+                self.interrupted = self.stopped = True
+            return self.interrupted
+
     def claim(self) -> bool:
         """Count a locked invite against --limit; False when the limit is reached."""
         with self.lock:
@@ -464,7 +474,7 @@ class _Run:
             locked = self.taken(self.lock(self.conns[0]))
             self.locking = self.worker(self.conns[1]).submit(self.lock, self.conns[1])
             while (invite := locked.invite) is not None:
-                if self.pause.reason is not None or self.shared.interrupted:
+                if self.shared.halted():
                     break  # locked, not started: released below, left for the next run
                 self.shared.pace.wait()
                 go_on, message_id = self.attempt(locked.conn, invite)
