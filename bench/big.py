@@ -440,7 +440,7 @@ def report_html(ctx: Context) -> Workload:
         target="<= 1.5",
         notes=[
             "the page also scans the redeemed invites once more (redemptions over time, time to "
-            "redeem) and computes the retention matrix"
+            "redeem); its retention curves are the report's own columns"
         ],
     )
 

@@ -58,6 +58,29 @@ def host(conn: psycopg.Connection[Any]) -> dict[str, Any]:
             conn.execute(
                 "INSERT INTO sessions VALUES (%s, %s)", (email.lower() if n % 2 else email, at)
             )
+    # Every other state too: revoked, expired and bounced invites nobody redeemed.
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, created_at, expires_at, sent_at,
+                                  revoked_at, delivery_outcome)
+        SELECT translate(upper(substr(md5('x' || i), 1, 16)), '01IL', 'XYZW'), 'other' || i || '@example.com',
+               CASE WHEN i % 2 = 0 THEN 'press-a' ELSE 'creator-b' END, now() - interval '40 days',
+               CASE WHEN i % 3 = 0 THEN now() - interval '1 day' ELSE now() + interval '9 days' END,
+               now() - interval '39 days',
+               CASE WHEN i % 3 = 1 THEN now() - interval '2 days' END,
+               CASE WHEN i % 3 = 2 THEN 'bounced' END
+          FROM generate_series(1, 9) AS i
+        """
+    )
+    for i in range(1, 10):
+        invites.append(
+            {
+                "cohort": "press-a" if i % 2 == 0 else "creator-b",
+                "used_at": None,
+                "user": None,
+                "email": f"other{i}@example.com",
+            }
+        )
     conn.commit()
     return {"invites": invites}
 
