@@ -205,9 +205,9 @@ def deliver_cohort(
 
     All connections are in autocommit mode: `reader` walks the candidates, handed out one at a
     time to the senders; each message gets its own transaction on its sender's connection: lock
-    the row (SKIP LOCKED), send, record the outcome, commit. Committing one message and locking
-    the next travel together in one round trip (a pipeline). So each sender has at most one
-    message in flight, and the guarantees of one sender hold for any number.
+    the row (SKIP LOCKED), send, record the outcome, commit; the next invite is locked while
+    a message is in flight (see _Run). So each sender has at most one message in flight, and
+    the guarantees of one sender hold for any number.
     """
     return deliver(
         senders,
