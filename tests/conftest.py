@@ -179,10 +179,8 @@ def invites_process(
     return subprocess.Popen(
         [sys.executable, "-m", "beta_invites_cli", *args],
         env=process_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
-        **popen,
+        **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen},
     )
 
 

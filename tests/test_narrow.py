@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pty
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +21,7 @@ from beta_invites_cli.cli import history as history_cli
 from beta_invites_cli.cli import read, report
 from beta_invites_cli.cli.render import write_table
 from beta_invites_cli.filters import Filters
-from tests.conftest import Invoke
+from tests.conftest import Invoke, invites_process
 from tests.test_report_activity import host, write
 
 __all__ = ["host"]
@@ -133,3 +135,52 @@ def test_colour_means_something_and_no_color_removes_it(
     plain = Terminal()
     write_table(rows, columns, plain)
     assert "redeemed" in plain.getvalue() and "\x1b[3" not in plain.getvalue()
+
+
+def on_terminal(db_url: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """`invites ARGS` as a process whose standard output is an 80-column terminal (a pty)."""
+    main, screen = pty.openpty()
+    proc = invites_process(
+        *args, env={"DATABASE_URL": db_url, "COLUMNS": "80", **(env or {})}, stdout=screen
+    )
+    os.close(screen)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main)
+    _, errors = proc.communicate(timeout=60)
+    assert proc.returncode == 0, errors
+    return shown.decode("utf-8").replace("\r\n", "\n")
+
+
+def test_the_other_tables_fit(db_url: str, invites: Invoke) -> None:
+    """generate (with a signup link), extend, revoke, migrate --status and the suppression
+    list and check, as commands on a terminal."""
+    long = "someone.with.a.rather.long.address@example-company.co.uk"
+    link = "https://beta.example-company.co.uk/auth/register?invite={code}&utm_source=invite"
+    issued = on_terminal(
+        db_url, "generate", "--cohort", "creator-vinyl-pressing", "--email", long,
+        "--email", "zoë@example.com", env={"INVITES_SIGNUP_URL": link},
+    )  # fmt: skip
+    fits(issued)
+    code = json.loads(invites("list", "--format", "json").stdout)[0]["code"]
+    assert code in issued and long in issued and "Not shown at this width: Link" in issued
+    extended = on_terminal(db_url, "extend", code, "--by", "14d")
+    fits(extended)
+    assert code in extended
+    revoked = on_terminal(db_url, "revoke", code, "--reason", "embargo moved", "--yes")
+    fits(revoked)
+    assert code in revoked
+    assert invites("suppress", "add", long, "--reason", "unsubscribed").exit_code == 0
+    status = on_terminal(db_url, "migrate", "--status")
+    fits(status)
+    assert "997_beta_invites_history.sql" in status
+    assert "Not shown at this width: ms, SHA-256" in status  # a table, not blocks
+    for args in (["suppress", "list"], ["suppress", "check", long]):
+        fits(on_terminal(db_url, *args))

@@ -16,9 +16,9 @@ from beta_invites_cli.exits import ExitCode
 MIGRATION_COLUMNS = [
     Column("name", "File"),
     Column("status", "Status"),
-    Column("checksum", "SHA-256"),
-    Column("applied_at", "Applied at"),
-    Column("duration_ms", "ms", numeric=True),
+    Column("checksum", "SHA-256", drop=2),
+    Column("applied_at", "Applied at", drop=1),
+    Column("duration_ms", "ms", numeric=True, drop=3),
 ]
 
 

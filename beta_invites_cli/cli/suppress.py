@@ -10,7 +10,7 @@ from beta_invites_cli.cli.options import format_option
 from beta_invites_cli.cli.render import Column, render
 
 ENTRY_COLUMNS = [
-    Column("digest", "Digest (SHA-256)"),
+    Column("digest", "SHA-256"),
     Column("reason", "Reason"),
     Column("source", "Source"),
     Column("detail", "Detail"),
