@@ -169,6 +169,15 @@ def main() -> None:
     # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1; ours is 130.
     try:
         status = cli.main(prog_name="invites", standalone_mode=False)
+        sys.stdout.flush()
+    except OSError as exc:
+        from beta_invites_cli.cli import stdout
+
+        if not stdout.unwritable(exc) or debugging():
+            raise
+        stdout.discard()
+        click.echo(f"Error: could not write the output ({exc.strerror})", err=True)
+        sys.exit(ExitCode.ERROR)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

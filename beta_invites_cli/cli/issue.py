@@ -14,6 +14,7 @@ import click
 import psycopg
 
 from beta_invites_cli import issuing
+from beta_invites_cli.cli import stdout
 from beta_invites_cli.cli.common import (
     App,
     Problems,
@@ -86,6 +87,12 @@ def prepare(
 
 def more_lines(count: int, kind: str) -> list[str]:
     return [f"... and {count:,} more {kind}"] if count > 0 else []
+
+
+def issued_but(issued: issuing.Issued, cohort: str) -> tuple[str, str]:
+    """What to say when the new codes cannot be printed: they exist, and how to list them."""
+    lister = f"invites list --cohort {cohort} --format csv"
+    return f"{issued.created} invite(s) were issued", f": `{lister}` lists them"
 
 
 def report_issue(request: issuing.IssueRequest, issued: issuing.Issued) -> None:
@@ -168,12 +175,14 @@ def generate(
             if target is not None:
                 target.commit()
             elif written is not None:
-                spool.seek(0)
-                sys.stdout.flush()
-                shutil.copyfileobj(spool, sys.stdout.buffer)
-                sys.stdout.buffer.flush()
+                with stdout.written_after_commit(*issued_but(issued, cohort)):
+                    spool.seek(0)
+                    sys.stdout.flush()
+                    shutil.copyfileobj(spool, sys.stdout.buffer)
+                    sys.stdout.buffer.flush()
         if shown:
-            render(shown, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
+            with stdout.written_after_commit(*issued_but(issued, cohort)):
+                render(shown, INVITE_COLUMNS, fmt, title=f"Invites for {cohort}")
         report_issue(request, issued)
         if target is not None:
             say(f"wrote {issued.created} invite(s) to {output}")

@@ -10,6 +10,7 @@ from uuid import UUID
 import click
 
 from beta_invites_cli import host, lifecycle
+from beta_invites_cli.cli import stdout
 from beta_invites_cli.cli.common import App, Problems, check_user, fail, pass_app, say
 from beta_invites_cli.cli.options import DurationType, UuidType, format_option
 from beta_invites_cli.cli.render import Column, plain, render, status_style
@@ -45,13 +46,15 @@ def redeem(app: App, code: str, user_id: UUID | None, fmt: str) -> None:
             check_user(conn, user_id, "--user-id")
         act(conn)  # the history names the operator, not the host
         outcome = host.try_redeem(conn, code, user_id=user_id)
-    if fmt == "json":
-        click.echo(json.dumps({key: plain(getattr(outcome, key)) for key in REDEEM_KEYS}))
-        if outcome.error is not None:
-            sys.exit(ExitCode.ERROR)
-    elif outcome.error is None:
-        click.echo(f"redeemed {outcome.code} (cohort {outcome.cohort})")
+    done = f"{outcome.code} was redeemed" if outcome.error is None else "nothing was redeemed"
+    with stdout.written_after_commit(done):
+        if fmt == "json":
+            click.echo(json.dumps({key: plain(getattr(outcome, key)) for key in REDEEM_KEYS}))
+        elif outcome.error is None:
+            click.echo(f"redeemed {outcome.code} (cohort {outcome.cohort})")
     if outcome.error is not None:
+        if fmt == "json":
+            sys.exit(ExitCode.ERROR)
         fail(str(outcome.error))
 
 
@@ -101,7 +104,8 @@ def revoke(
                 yes,
             )
             changes = lifecycle.revoke_cohorts(conn, cohort_pattern, reason=reason)
-    render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Revoked")
+    with stdout.written_after_commit(f"{len(changes)} invite(s) were revoked"):
+        render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Revoked")
     say(f"revoked {len(changes)}")
 
 
@@ -155,7 +159,8 @@ def extend(
                 hint = "(--include-expired extends expired, never-redeemed invites too)"
                 problems = [*problems[:-1], hint, problems[-1]]
             raise Problems(problems) from None
-    render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Extended")
+    with stdout.written_after_commit(f"{len(changes)} invite(s) were extended"):
+        render([vars(c) for c in changes], CHANGE_COLUMNS, fmt, title="Extended")
     say(f"extended {len(changes)}")
 
 
