@@ -16,7 +16,7 @@ import html
 import re
 import string
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -66,11 +66,15 @@ class Template:
             "expires": expires_at.strftime("%Y-%m-%d"),
             "email": email,
         }
-        subject = _compiled(self.subject, False).render(values)
-        text = _compiled(self.body, False).render(values)
-        if self.html is not None:
-            page = _compiled(self.html, True).render(values)
-        else:
+        try:
+            subject = _compiled(self.subject, False).render(values)
+            text = _compiled(self.body, False).render(values)
+            page = _compiled(self.html, True).render(values) if self.html is not None else None
+        # The operator's own template code: whatever it raises (a sandbox refusal, a range too
+        # big, a division by zero) is a fault of the file, said in one line.
+        except Exception as exc:
+            raise InvitesError(f"{self.source}: cannot be filled in: {exc}") from None
+        if page is None:
             page = text_as_html(text, values["link"])
         return Rendered(" ".join(subject.split()), text, page)
 
@@ -159,6 +163,15 @@ def parse(text: str, source: str) -> Template:
         page = _legacy(page, source) if page is not None else None
     template = Template(subject=subject, body=body, html=page, source=source)
     template.placeholders  # noqa: B018 - validates every placeholder now, before sending anything
+    # Filled in once now, so a template that fails whatever the values fails before `send`
+    # has issued anything.
+    template.render(
+        code="ABCDEFGHJKMNPQRS",
+        link="https://example.com/signup?invite=ABCDEFGHJKMNPQRS",
+        cohort="press-example",
+        expires_at=datetime(2030, 1, 31, tzinfo=timezone.utc),
+        email="ada@example.com",
+    )
     return template
 
 

@@ -528,3 +528,50 @@ def test_ctrl_c_sends_nothing_after_the_message_in_flight(
         assert proc.returncode == 130, err
         assert len(server.recorder.messages) == 3  # 3 finishes; 4 never starts
     assert unsent(conn) == 7
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("{{ ''.__class__ }}", "access to attribute '__class__' of 'str' object is unsafe."),
+        ("{% for x in range(10**9) %}x{% endfor %}", "Range too big. The sandbox blocks"),
+        ("{{ 1 // 0 }}", "integer division or modulo by zero"),
+    ],
+)
+def test_a_template_that_cannot_be_filled_in_fails_before_anything_is_issued(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path, code: str, reason: str
+) -> None:
+    (tmp_path / "bad.txt").write_text(f"Subject: Hi\n\nYour code {{{{ code }}}} {code}\n")
+    with SmtpServer() as server:
+        bad = invites(
+            "send --cohort press-x --email a@example.com --template bad.txt", env=smtp_env(server)
+        )
+        assert bad.exit_code == 1
+        assert bad.stderr.startswith(f"Error: bad.txt: cannot be filled in: {reason}")
+        assert bad.stderr.count("\n") == 1
+        assert server.recorder.messages == []
+    assert conn.execute("SELECT count(*) FROM beta_invites").fetchone() == (0,)
+
+
+def test_a_template_that_fails_for_one_recipient_stops_the_run_there(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    (tmp_path / "odd.txt").write_text(
+        "Subject: Hi\n\n{{ code }}{% if email.startswith('zz') %}{{ 1 // 0 }}{% endif %}\n"
+    )
+    # Issued first, so emailed first (invites go out in the order they were issued).
+    assert invites("generate --cohort press-x --email aa@example.com").exit_code == 0
+    with SmtpServer() as server:
+        run = invites(
+            "send --cohort press-x --email zz@example.com --template odd.txt --connections 1",
+            env=smtp_env(server),
+        )
+        assert run.exit_code == 1
+        assert run.stderr.splitlines()[-1] == (
+            "Error: odd.txt: cannot be filled in: integer division or modulo by zero"
+        )
+        assert [m["To"] for m in server.recorder.messages] == ["aa@example.com"]
+    # The other invite is left unsent and unlocked: a run with a fixed template sends it.
+    assert conn.execute(
+        "SELECT email, sent_at IS NOT NULL FROM beta_invites ORDER BY email"
+    ).fetchall() == [("aa@example.com", True), ("zz@example.com", False)]
