@@ -16,6 +16,7 @@ import click
 import psycopg
 import pytest
 
+from beta_invites_cli import __version__
 from beta_invites_cli.cli import cli
 from beta_invites_cli.cli.render import Column, write_table
 from beta_invites_cli.exits import ExitCode
@@ -212,6 +213,35 @@ def test_ctrl_c_during_the_imports(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path
     )
     assert (proc.returncode, proc.stderr) == (130, "\ninterrupted\n")
+
+
+def test_ctrl_c_inside_a_finaliser_is_not_a_traceback(tmp_path: Path) -> None:
+    """Deterministically: Ctrl-C lands while Python runs a finaliser (as the import system's
+    lock callbacks), where it cannot be raised; Python would print "Exception ignored ...
+    Traceback" and go on."""
+    script = (
+        "import sys\n"
+        "import beta_invites_cli.cli as cli\n"
+        "class Finaliser:\n"
+        "    def __del__(self):\n"
+        "        raise KeyboardInterrupt\n"
+        "command = cli.main\n"
+        "def interrupted():\n"
+        "    Finaliser()\n"
+        "    command()\n"
+        "cli.main = interrupted\n"
+        "sys.argv = ['invites', '--version']\n"
+        "from beta_invites_cli.console import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        130,
+        f"invites, version {__version__}\n",
+        "\ninterrupted\n",
+    )
 
 
 def test_database_url_from_a_file_or_stdin(db_url: str, tmp_path: Path) -> None:
