@@ -76,6 +76,13 @@ def test_the_exit_code_table_in_the_readme_is_the_code() -> None:
         (["expire", "--grace", "-1d"], "Invalid value for '--grace'"),
         (["resend"], "give invite codes or --cohort"),
         (["generate", "--cohort", "x"], "no recipients"),
+        *(
+            (
+                [command, "--since", "2026-12-01", "--until", "2026-11-30"],
+                "Error: --until 2026-11-30 is before --since 2026-12-01: nothing can match",
+            )
+            for command in ("list", "report", "history")
+        ),
     ],
 )
 def test_usage_errors_exit_2(invites: Invoke, args: list[str], message: str) -> None:

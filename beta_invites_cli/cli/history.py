@@ -9,7 +9,7 @@ import click
 
 from beta_invites_cli import history
 from beta_invites_cli.cli.common import App, pass_app, say
-from beta_invites_cli.cli.options import DateType, format_option
+from beta_invites_cli.cli.options import DateType, check_dates, format_option
 from beta_invites_cli.cli.render import Column, render, stream_to_stdout
 
 EVENT_STYLES = {
@@ -63,6 +63,7 @@ def history_command(
     fmt: str,
 ) -> None:
     """Every change to invites, oldest first: issued, sent, reminded, redeemed, revoked..."""
+    check_dates(since, until)
     filters = history.EventFilters(cohort=cohort_pattern, since=since, until=until, kinds=kinds)
     if limit is None and fmt == "table":
         limit = 50

@@ -199,6 +199,12 @@ filter_options = stack(
 )
 
 
+def check_dates(since: date | None, until: date | None) -> None:
+    """A range that ends before it starts matches nothing: a mistake, said as one."""
+    if since is not None and until is not None and until < since:
+        raise click.UsageError(f"--until {until} is before --since {since}: nothing can match")
+
+
 # How much and how fast send and remind deliver.
 pace_options = stack(
     click.option("--limit", type=click.IntRange(min=1), help="Send at most this many (waves)."),

@@ -10,7 +10,7 @@ import click
 
 from beta_invites_cli import history, listing
 from beta_invites_cli.cli.common import App, pass_app, say
-from beta_invites_cli.cli.options import filter_options, format_option
+from beta_invites_cli.cli.options import check_dates, filter_options, format_option
 from beta_invites_cli.cli.render import (
     Column,
     plain,
@@ -60,6 +60,7 @@ def list_invites(
     fmt: str,
 ) -> None:
     """List invites, newest first."""
+    check_dates(since, until)
     filters = Filters(
         cohort=cohort_pattern,
         since=since,

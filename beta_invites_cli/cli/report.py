@@ -14,7 +14,7 @@ from beta_invites_cli import activity as reports_activity
 from beta_invites_cli import funnel as funnels
 from beta_invites_cli import report as reports
 from beta_invites_cli.cli.common import App, pass_app, say
-from beta_invites_cli.cli.options import filter_options, format_option
+from beta_invites_cli.cli.options import check_dates, filter_options, format_option
 from beta_invites_cli.cli.render import Column, OutputFile, rate_style, render
 from beta_invites_cli.filters import Filters
 
@@ -159,6 +159,7 @@ def report(
         )
     if output is not None and fmt != "html":
         raise click.UsageError("--output is for --format html; redirect other formats")
+    check_dates(since, until)
     filters = Filters(cohort=cohort_pattern, since=since, until=until)
     segments = reports.segments_setting(app.settings.get("INVITES_SEGMENTS"))
     setting = app.settings.get("INVITES_ACTIVITY_SQL")
