@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from itertools import chain
 from typing import IO, Any
 
 import click
@@ -80,8 +81,11 @@ def list_invites(
                 ),
             )
         else:
-            rows = listing.invites(conn, filters, limit=limit)
-            count = render(rows, LIST_COLUMNS, fmt, title="Invites")
+            rows = iter(listing.invites(conn, filters, limit=limit))
+            first = next(rows, None)  # no invites: no empty table
+            count = 0
+            if first is not None:
+                count = render(chain([first], rows), LIST_COLUMNS, fmt, title="Invites")
         conn.rollback()
     if count == 0:
         say("no invites match")
