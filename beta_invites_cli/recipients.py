@@ -150,19 +150,24 @@ def normalise_email(address: str) -> str:
 
 
 def line_chunks(stream: BinaryIO, source: str) -> Iterator[tuple[int, list[str]]]:
-    """(number of the first line, lines without their line breaks), decoded as UTF-8 a
-    chunk at a time."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    """(number of the first line, lines without their line breaks), decoded a chunk at a
+    time: UTF-8 (with or without a BOM), or UTF-16 with its BOM, as spreadsheets save
+    "Unicode text"."""
+    chunk = stream.read(CHUNK)
+    utf16 = chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    encoding = "UTF-16" if utf16 else "UTF-8"
+    decoder = codecs.getincrementaldecoder("utf-16" if utf16 else "utf-8-sig")()
     number = 0
     pending = ""
     while True:
-        chunk = stream.read(CHUNK)
         try:
             pending += decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
-            bad = number + pending.count("\n") + chunk[: exc.start].count(b"\n") + 1
+            newline = "\n".encode("utf-16-le" if utf16 else "utf-8")
+            bad = number + pending.count("\n") + chunk[: exc.start].count(newline) + 1
             raise InvitesError(
-                f"{source}: line {bad} is not valid UTF-8 (save the file as UTF-8 and try again)"
+                f"{source}: line {bad} is not valid {encoding} "
+                "(save the file as UTF-8 and try again)"
             ) from None
         carriage_returns = "\r" in pending
         lines = pending.split("\n")
@@ -179,6 +184,7 @@ def line_chunks(stream: BinaryIO, source: str) -> Iterator[tuple[int, list[str]]
             raise _too_long(source, number + 1)
         if not chunk:
             break
+        chunk = stream.read(CHUNK)
     if pending:
         yield number + 1, [pending.removesuffix("\r")]
 

@@ -3,6 +3,7 @@ and an output that is written before anything is committed."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -185,6 +186,35 @@ def test_a_big_spreadsheet_export_across_read_chunks(
     with (tmp_path / "codes.csv").open() as written:
         emails = [row["email"] for row in csv.DictReader(written)]
     assert emails == [f"p{i}@example.com" for i in range(6_000)]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_unicode_text_export_in_utf16(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path, encoding: str
+) -> None:
+    # Spreadsheets save "Unicode text" as UTF-16 with a BOM, tab-separated; 3,000 rows cross
+    # read chunks (a chunk may end inside a character).
+    rows = "".join(f"Zoë {i}\tzoë{i}@exämple.com\r\n" for i in range(3_000))
+    data = ("Name\tE-mail\r\n" + rows).encode(encoding)
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    (tmp_path / "people.txt").write_bytes(data)
+    result = invites("generate --cohort press-x --recipients people.txt --output codes.csv")
+    assert result.exit_code == 0, result.stderr
+    stored = conn.execute("SELECT email FROM beta_invites ORDER BY created_at").fetchall()
+    assert sorted(e for (e,) in stored) == sorted(f"zoë{i}@exämple.com" for i in range(3_000))
+    # A broken UTF-16 file names its line, and issues nothing.
+    (tmp_path / "broken.txt").write_bytes(
+        "email\na@example.com\n".encode("utf-16") + b"\x00\xd8A\x00"
+    )
+    broken = invites("generate --cohort press-y --recipients broken.txt")
+    assert (broken.exit_code, broken.stderr) == (
+        1,
+        "Error: broken.txt: line 3 is not valid UTF-16 (save the file as UTF-8 and try again)\n",
+    )
+    assert conn.execute(
+        "SELECT count(*) FROM beta_invites WHERE cohort = 'press-y'"
+    ).fetchone() == (0,)
 
 
 def test_one_column_with_trailing_delimiters(
