@@ -75,12 +75,11 @@ _STEPS = sql.SQL(
     " AS s(kind, offset_by, name)"
 )
 
-REMINDABLE = sql.SQL(
+# Invites with a step due, quiet or not.
+_STEP_DUE_FOR = sql.SQL(
     """
     {cohort} AND {sent} AND {not_suppressed}
     AND beta_invites.delivery_outcome IS DISTINCT FROM 'uncertain'
-    AND now() >= beta_invites.sent_at + %(quiet)s
-    AND (beta_invites.reminded_at IS NULL OR beta_invites.reminded_at <= now() - %(quiet)s)
     AND EXISTS (SELECT 1 FROM {steps} WHERE {due})
     """
 ).format(
@@ -90,6 +89,14 @@ REMINDABLE = sql.SQL(
     steps=_STEPS,
     due=_STEP_DUE,
 )
+# Nobody is reminded within a day of the invitation or of another reminder.
+_QUIET_OVER = sql.SQL(
+    """
+    now() >= beta_invites.sent_at + %(quiet)s
+    AND (beta_invites.reminded_at IS NULL OR beta_invites.reminded_at <= now() - %(quiet)s)
+    """
+)
+REMINDABLE = sql.SQL("{} AND {}").format(_STEP_DUE_FOR, _QUIET_OVER)
 
 RECORD = sql.SQL(
     """
@@ -113,11 +120,19 @@ def parameters(cohort_pattern: str, steps: list[Step]) -> dict[str, Any]:
     }
 
 
-def due(conn: psycopg.Connection[Any], cohort_pattern: str, steps: list[Step]) -> int:
-    """How many invites a reminder run would email now."""
-    query = sql.SQL("SELECT count(*) FROM public.beta_invites WHERE {}").format(REMINDABLE)
+@dataclass(frozen=True)
+class Due:
+    now: int  # how many invites a reminder run would email now
+    held: int  # and how many more have a step due, but were invited or reminded within a day
+
+
+def due(conn: psycopg.Connection[Any], cohort_pattern: str, steps: list[Step]) -> Due:
+    query = sql.SQL(
+        "SELECT count(*) FILTER (WHERE {quiet}), count(*) FILTER (WHERE NOT ({quiet}))"
+        "  FROM public.beta_invites WHERE {due}"
+    ).format(quiet=_QUIET_OVER, due=_STEP_DUE_FOR)
     row = conn.execute(query, parameters(cohort_pattern, steps)).fetchone()
-    return int(row[0]) if row else 0
+    return Due(int(row[0]), int(row[1])) if row else Due(0, 0)
 
 
 def listed(

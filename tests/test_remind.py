@@ -81,7 +81,11 @@ def test_each_invite_owed_a_reminder_gets_one_with_its_code(
         again = invites(
             "remind", "--cohort", "press-*", "--before-expiry", "3d", env=smtp_env(server)
         )
-        assert (again.exit_code, again.stderr) == (0, "no reminders due\n")
+        # just-sent@ is due its step, but was invited two hours ago: said, not sent.
+        assert (again.exit_code, again.stderr) == (
+            0,
+            "no reminders due; 1 more not yet: invited or reminded less than a day ago\n",
+        )
         assert len(server.recorder.messages) == 1
     row = conn.execute(
         """
@@ -136,7 +140,9 @@ def test_extend_then_remind_talks_about_the_new_date(
         ).fetchone()
         assert new_expiry is not None
         # Within a day of the first reminder: none yet.
-        assert invites(*remind, env=smtp_env(server)).stderr == "no reminders due\n"
+        assert invites(*remind, env=smtp_env(server)).stderr == (
+            "no reminders due; 1 more not yet: invited or reminded less than a day ago\n"
+        )
         conn.execute("UPDATE beta_invites_reminders SET reminded_at = now() - interval '2 days'")
         conn.execute("UPDATE beta_invites SET reminded_at = now() - interval '2 days'")
         conn.commit()
@@ -208,15 +214,20 @@ def test_killed_mid_run_then_rerun(
 
 
 def test_dry_run_and_usage(invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path) -> None:
-    issue(invites, "c", "a@example.com", "b@example.com")
+    issue(invites, "c", "a@example.com", "b@example.com", "new@example.com")
     sent_days_ago(conn, 8, 2)
+    conn.execute("UPDATE beta_invites SET sent_at = now() WHERE email = 'new@example.com'")
+    conn.commit()
     outbox = str(tmp_path / "mail")
     dry = invites(
         "remind", "--cohort", "c", "--before-expiry", "3d", "--outbox", outbox, "--dry-run"
     )
     assert dry.exit_code == 0
     assert "Subject: A reminder: your beta invitation is waiting" in dry.stdout
-    assert dry.stderr == "dry run: would send 2 reminder(s); nothing was sent\n"
+    assert dry.stderr == (
+        "dry run: would send 2 reminder(s); 1 more not yet: invited or reminded less than a "
+        "day ago; nothing was sent\n"
+    )
     assert conn.execute("SELECT count(*) FROM beta_invites_reminders").fetchone() == (0,)
     assert not (tmp_path / "mail").exists() or not any((tmp_path / "mail").iterdir())
     none = invites("remind", "--cohort", "c")

@@ -81,16 +81,24 @@ def remind(
     chosen, head = open_channel(app, outbox, template_path, timeout, kind="reminder")
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(app.database.connect(autocommit=True))
-        total = reminding.due(reader, cohort_pattern, steps)
+        due = reminding.due(reader, cohort_pattern, steps)
+        total = due.now
+        # Due but held back by the day of quiet: said, or an operator wonders why not.
+        held = (
+            f"; {due.held} more not yet: invited or reminded less than a day ago"
+            if due.held
+            else ""
+        )
         if dry_run:
             first = next(reminding.listed(reader, cohort_pattern, steps), None)
             if first is not None:
                 letter = engine.compose(head, first)
                 click.echo(letter.data.decode("utf-8", "replace").replace("\r\n", "\n"))
-            say(f"dry run: would send {min(total, limit or total)} reminder(s); nothing was sent")
+            count = min(total, limit or total)
+            say(f"dry run: would send {count} reminder(s){held}; nothing was sent")
             return
         if total == 0:
-            say("no reminders due")
+            say(f"no reminders due{held}")
             return
         conn = stack.enter_context(app.database.connect(autocommit=True))
         count = min(connections, total)
