@@ -191,6 +191,57 @@ def test_listeners_hear_each_change_without_addresses(
     assert all("@" not in json.dumps(n) for n in heard)
 
 
+def test_a_reader_misses_no_event_of_a_transaction_that_commits_late(
+    invites: Invoke, db_url: str
+) -> None:
+    """Ids are handed out before commit: a reader keeping the last id it read would skip an
+    event whose transaction commits after a later one's. beta_invites_events_after (sql/998)
+    never does."""
+    people = ["--email", "slow@example.com", "--email", "quick@example.com"]
+    assert invites("generate", "--cohort", "c", *people).exit_code == 0
+
+    def after(reader: psycopg.Connection[Any], checkpoint: int) -> tuple[list[str], int]:
+        rows = reader.execute(
+            "SELECT kind, detail->>'user_id', next_checkpoint"
+            "  FROM public.beta_invites_events_after(%s)",
+            (checkpoint,),
+        ).fetchall()
+        return [f"{kind} {who}" for kind, who, _ in rows], rows[-1][2] if rows else checkpoint
+
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        slow_user, quick_user = (
+            str(row[0])
+            for row in admin.execute(
+                "INSERT INTO public.users SELECT FROM generate_series(1, 2) RETURNING id"
+            )
+        )
+    with (
+        psycopg.connect(db_url, autocommit=True) as reader,
+        psycopg.connect(db_url) as slow,
+        psycopg.connect(db_url, autocommit=True) as quick,
+    ):
+        seen, checkpoint = after(reader, 0)
+        assert seen == ["issued None", "issued None"]
+        (last_id,) = reader.execute("SELECT max(id) FROM beta_invites_events").fetchone() or (0,)
+        # The slow host takes the next event id and keeps its transaction open ...
+        api.redeem(slow, code_of(slow, "slow@example.com"), user_id=slow_user)
+        # ... while a quick one takes the id after it and commits.
+        api.redeem(quick, code_of(quick, "quick@example.com"), user_id=quick_user)
+        by_id = reader.execute(
+            "SELECT id, detail->>'user_id' FROM beta_invites_events WHERE id > %s", (last_id,)
+        ).fetchall()
+        assert [who for _, who in by_id] == [quick_user]  # the slow one's id is below it
+        assert after(reader, checkpoint) == ([], checkpoint)  # nothing yet: a gap may fill
+        slow.commit()
+        # Keeping the last id would now miss the slow redemption for good.
+        assert reader.execute(
+            "SELECT count(*) FROM beta_invites_events WHERE id > %s", (by_id[-1][0],)
+        ).fetchone() == (0,)
+        seen, checkpoint = after(reader, checkpoint)
+        assert seen == [f"redeemed {slow_user}", f"redeemed {quick_user}"]
+        assert after(reader, checkpoint) == ([], checkpoint)
+
+
 # -- `invites history` and `invites show` -------------------------------------------------------
 
 
