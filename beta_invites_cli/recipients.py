@@ -157,13 +157,17 @@ def line_chunks(stream: BinaryIO, source: str) -> Iterator[tuple[int, list[str]]
     utf16 = chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     encoding = "UTF-16" if utf16 else "UTF-8"
     decoder = codecs.getincrementaldecoder("utf-16" if utf16 else "utf-8-sig")()
+    newline = "\n".encode(
+        ("utf-16-le" if chunk.startswith(codecs.BOM_UTF16_LE) else "utf-16-be")
+        if utf16
+        else "utf-8"
+    )
     number = 0
     pending = ""
     while True:
         try:
             pending += decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
-            newline = "\n".encode("utf-16-le" if utf16 else "utf-8")
             bad = number + pending.count("\n") + chunk[: exc.start].count(newline) + 1
             raise InvitesError(
                 f"{source}: line {bad} is not valid {encoding} "

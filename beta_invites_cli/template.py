@@ -73,7 +73,8 @@ class Template:
         # The operator's own template code: whatever it raises (a sandbox refusal, a range too
         # big, a division by zero) is a fault of the file, said in one line.
         except Exception as exc:
-            raise InvitesError(f"{self.source}: cannot be filled in: {exc}") from None
+            reason = str(exc) if len(str(exc)) <= 200 else str(exc)[:200] + "..."
+            raise InvitesError(f"{self.source}: cannot be filled in: {reason}") from None
         if page is None:
             page = text_as_html(text, values["link"])
         return Rendered(" ".join(subject.split()), text, page)
