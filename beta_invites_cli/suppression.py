@@ -164,8 +164,9 @@ def unsubscribe(
 ) -> bool:
     """For the host application's unsubscribe endpoint (the List-Unsubscribe link carries the
     invite code): suppress the invite's address, in the caller's transaction. Returns False
-    when the address was suppressed already. Raises UnknownCode for a code we never issued,
-    and InvitesError when the invite's address is gone (the sweep anonymised it)."""
+    when the address was suppressed already. Raises InvalidCode for what cannot be a code,
+    UnknownCode for a code we never issued, and InvitesError when the invite's address is gone
+    (the sweep anonymised it)."""
     if (code is None) == (email is None):
         raise InvitesError("give a code or an email, not both")
     if code is not None:

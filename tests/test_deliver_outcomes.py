@@ -199,6 +199,29 @@ def test_bounces_import_matches_records_suppresses_and_imports_once(
     assert (outcomes(conn), suppressed(conn)) == before
 
 
+def test_the_readme_unsubscribe_endpoint_answers_strangers_quietly(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    """The README's one-click endpoint, as written there: a bot's garbage, a code we never
+    issued and a real one; only the real one suppresses, and none raises."""
+    from beta_invites_cli import InvalidCode, UnknownCode
+
+    def one_click_unsubscribe(conn: psycopg.Connection[Any], code: str) -> None:
+        with conn.transaction():
+            try:  # noqa: SIM105 - as the README writes it
+                unsubscribe(conn, code=code)
+            except (InvalidCode, UnknownCode):
+                pass
+
+    assert invites("generate --cohort press-x --email ada@example.com").exit_code == 0
+    (code,) = conn.execute("SELECT code FROM beta_invites").fetchone() or ("",)
+    for stranger in ("<script>", "x" * 5000, "", "AAAA-AAAA-AAAA-AAAA"):
+        one_click_unsubscribe(conn, stranger)
+    assert suppressed(conn) == []
+    one_click_unsubscribe(conn, code)
+    assert len(suppressed(conn)) == 1
+
+
 def test_suppression_outlives_the_sweep_and_stops_issuing(
     invites: Invoke, conn: psycopg.Connection[Any]
 ) -> None:
