@@ -164,9 +164,9 @@ def unsubscribe(
 ) -> bool:
     """For the host application's unsubscribe endpoint (the List-Unsubscribe link carries the
     invite code): suppress the invite's address, in the caller's transaction. Returns False
-    when the address was suppressed already. Raises InvalidCode for what cannot be a code,
-    UnknownCode for a code we never issued, and InvitesError when the invite's address is gone
-    (the sweep anonymised it)."""
+    when there was nothing new to suppress: the address was on the list already, or the sweep
+    has removed it. Raises InvalidCode for what cannot be a code, UnknownCode for a code we
+    never issued."""
     if (code is None) == (email is None):
         raise InvitesError("give a code or an email, not both")
     if code is not None:
@@ -175,9 +175,9 @@ def unsubscribe(
             (normalise_code(code),),
         ).fetchone()
         if row is None:
-            raise UnknownCode(f"{excerpt(code)} is not an invite code we issued")
+            raise UnknownCode(normalise_code(code))
         if row[1] is not None or row[0] is None:
-            raise InvitesError("this invite's address was removed when it expired")
+            return False  # the sweep removed the address: nobody left to email
         email = row[0]
     assert email is not None
     return add(conn, [email], reason=reason, source=source) == 1

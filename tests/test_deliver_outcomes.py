@@ -218,7 +218,22 @@ def test_the_readme_unsubscribe_endpoint_answers_strangers_quietly(
     for stranger in ("<script>", "x" * 5000, "", "AAAA-AAAA-AAAA-AAAA"):
         one_click_unsubscribe(conn, stranger)
     assert suppressed(conn) == []
+    with pytest.raises(UnknownCode) as unknown:
+        unsubscribe(conn, code="aaaa-aaaa-aaaa-aaaa")
+    assert str(unknown.value) == "AAAAAAAAAAAAAAAA is not an invite code we issued"
     one_click_unsubscribe(conn, code)
+    assert len(suppressed(conn)) == 1
+    # An invite whose address the sweep removed: nothing left to suppress, and no error.
+    assert invites("generate --cohort press-x --email old@example.com").exit_code == 0
+    conn.execute(
+        "UPDATE beta_invites SET expires_at = now() - interval '40 days' WHERE email = 'old@example.com'"
+    )
+    conn.commit()
+    (old,) = conn.execute(
+        "SELECT code FROM beta_invites WHERE email = 'old@example.com'"
+    ).fetchone() or ("",)
+    assert invites("expire").exit_code == 0
+    assert unsubscribe(conn, code=old) is False
     assert len(suppressed(conn)) == 1
 
 
