@@ -90,6 +90,21 @@ def test_every_refusal_has_its_own_exception(
     assert api.check(conn, mixed["sent"]).status == "sent"
     assert api.check(conn, mixed["expired"]).status == "expired"
 
+    def live_check(conn: psycopg.Connection[Any], typed: str) -> str:  # as the README has it
+        try:
+            return api.check(conn, typed).status
+        except api.InviteError as exc:
+            return exc.status
+
+    typed = [mixed["sent"].lower(), mixed["expired"], "abc!", "x" * 5000, "AAAA-AAAA-AAAA-AAAA"]
+    assert [live_check(conn, t) for t in typed] == [
+        "sent",
+        "expired",
+        "invalid",
+        "invalid",
+        "unknown",
+    ]
+
 
 def test_fifty_concurrent_redemptions_one_winner(db_url: str, mixed: dict[str, str]) -> None:
     outcomes = redeem_concurrently(db_url, mixed["sent"], 50)
