@@ -21,8 +21,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from beta_invites_cli.errors import InvitesError
+from beta_invites_cli.errors import InvitesError, excerpt
 
 if TYPE_CHECKING:
     import jinja2
@@ -205,5 +206,23 @@ def signup_link(signup_url: str | None, code: str) -> str | None:
 
 
 def check_signup_url(signup_url: str | None) -> None:
-    if signup_url and "{code}" not in signup_url:
-        raise InvitesError(f"INVITES_SIGNUP_URL must contain {{code}}: {signup_url}")
+    """The link every message carries: checked before anything is issued, or a typo such as
+    `htps://` goes out to a whole cohort."""
+    if not signup_url:
+        return
+    if "{code}" not in signup_url:
+        raise InvitesError(f"INVITES_SIGNUP_URL must contain {{code}}: {excerpt(signup_url)}")
+    try:
+        parts = urlsplit(signup_url)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in signup_url)
+    ):
+        raise InvitesError(
+            f"INVITES_SIGNUP_URL must be an http:// or https:// URL with a host and no spaces: "
+            f"{excerpt(signup_url)}"
+        )

@@ -589,3 +589,30 @@ def test_csv_cells_never_start_a_formula(invites: Invoke, conn: psycopg.Connecti
     # The database keeps the values exactly; JSON shows them as they are.
     assert rows(conn) == [("-x@example.com", "=HYPERLINK(1)")]
     assert json.loads(invites("list", "--format", "json").stdout)[0]["cohort"] == "=HYPERLINK(1)"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        (
+            "https://beta.example.com/signup",
+            "must contain {code}: 'https://beta.example.com/signup'",
+        ),
+        ("htps://beta.example.com/j/{code}", "must be an http:// or https:// URL"),
+        ("javascript:alert('{code}')", "must be an http:// or https:// URL"),
+        ("https:///j/{code}", "must be an http:// or https:// URL"),
+        ("https://beta.example.com/j/{code} now", "must be an http:// or https:// URL"),
+        ("https://[::1/j/{code}", "must be an http:// or https:// URL"),
+    ],
+)
+def test_a_signup_url_that_cannot_be_a_link_issues_nothing(
+    invites: Invoke, conn: psycopg.Connection[Any], url: str, why: str
+) -> None:
+    result = invites(
+        "generate", "--cohort", "press-x", "--email", "a@example.com",
+        env={"INVITES_SIGNUP_URL": url},
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: INVITES_SIGNUP_URL {why}")
+    assert result.stderr.count("\n") == 1
+    assert rows(conn) == []
