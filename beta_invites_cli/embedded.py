@@ -199,8 +199,16 @@ class EmbeddedCluster:
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / ".lock", "a") as handle:
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            handle = open(self.home / ".lock", "a")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            reason = "not a directory" if self.home.exists() else exc.strerror
+            raise InvitesError(
+                f"the embedded database cannot live in {self.home} ({reason}): set "
+                "INVITES_HOME to a directory of yours, or DATABASE_URL to use a server"
+            ) from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

@@ -145,3 +145,15 @@ def test_the_readme_first_command_writes_to_the_outbox(home: Path, tmp_path: Pat
     assert sent.returncode == 0, sent.stderr
     (message,) = (tmp_path / "outbox").glob("*.eml")
     assert "To: ada@example.com" in message.read_text()
+
+
+def test_a_home_that_cannot_hold_the_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    for home, reason in ((tmp_path / "a-file", "not a directory"), (Path("/proc/nope"), None)):
+        result = run_invites("report", env={"INVITES_HOME": str(home)})
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"Error: the embedded database cannot live in {home} (")
+        assert result.stderr.endswith(
+            "): set INVITES_HOME to a directory of yours, or DATABASE_URL to use a server\n"
+        )
+        assert reason is None or f"({reason})" in result.stderr
