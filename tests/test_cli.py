@@ -92,6 +92,19 @@ def test_usage_errors_exit_2(invites: Invoke, args: list[str], message: str) -> 
     assert "Traceback" not in result.output
 
 
+def test_output_dash_is_standard_output(
+    invites: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    issued = invites("generate --cohort press-x --email a@example.com --output - --format csv")
+    assert issued.exit_code == 0, issued.stderr
+    assert issued.stdout.startswith("email,code,cohort,expires_at,link\na@example.com,")
+    page = invites("report --format html --output -")
+    assert page.exit_code == 0, page.stderr
+    assert page.stdout.startswith("<!DOCTYPE html>")
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
 def test_quiet_keeps_data_and_errors(invites: Invoke) -> None:
     loud = invites("generate", "--cohort", "c", "--email", "a@example.com", "--format", "csv")
     assert loud.stderr == "created 1, skipped 0, invalid 0, duplicates 0\n"

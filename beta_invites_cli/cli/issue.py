@@ -26,6 +26,7 @@ from beta_invites_cli.cli.common import (
 )
 from beta_invites_cli.cli.options import (
     UuidType,
+    dash_is_stdout,
     format_option,
     issue_options,
 )
@@ -118,7 +119,8 @@ def report_issue(request: issuing.IssueRequest, issued: issuing.Issued) -> None:
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    callback=dash_is_stdout,
     help="Write the invites to this file (its extension .csv, .json or .jsonl sets the format).",
 )
 @format_option(default=None)

@@ -199,6 +199,11 @@ filter_options = stack(
 )
 
 
+def dash_is_stdout(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """`--output -` means standard output, as everywhere else, not a file named "-"."""
+    return None if value is not None and str(value) == "-" else value
+
+
 def check_dates(since: date | None, until: date | None) -> None:
     """A range that ends before it starts matches nothing: a mistake, said as one."""
     if since is not None and until is not None and until < since:

@@ -14,7 +14,12 @@ from beta_invites_cli import activity as reports_activity
 from beta_invites_cli import funnel as funnels
 from beta_invites_cli import report as reports
 from beta_invites_cli.cli.common import App, pass_app, say
-from beta_invites_cli.cli.options import check_dates, filter_options, format_option
+from beta_invites_cli.cli.options import (
+    check_dates,
+    dash_is_stdout,
+    filter_options,
+    format_option,
+)
 from beta_invites_cli.cli.render import Column, OutputFile, rate_style, render
 from beta_invites_cli.filters import Filters
 
@@ -127,7 +132,8 @@ def trend_bar(maximum: int) -> Callable[[Any], str]:
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    callback=dash_is_stdout,
     metavar="FILE",
     help="Write the report to FILE (with --format html: report.html) instead of stdout.",
 )
