@@ -26,9 +26,9 @@ from beta_invites_cli.cli.common import (
 )
 from beta_invites_cli.cli.options import (
     UuidType,
-    dash_is_stdout,
     format_option,
     issue_options,
+    output_option,
 )
 from beta_invites_cli.cli.render import Column, OutputFile, format_for, render
 from beta_invites_cli.template import check_signup_url
@@ -117,11 +117,9 @@ def report_issue(request: issuing.IssueRequest, issued: issuing.Issued) -> None:
     is_flag=True,
     help="Record the invites as delivered now (you send the codes yourself).",
 )
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    callback=dash_is_stdout,
-    help="Write the invites to this file (its extension .csv, .json or .jsonl sets the format).",
+@output_option(
+    "Write the invites to this file (its extension .csv, .json or .jsonl sets the format; "
+    "- is stdout)."
 )
 @format_option(default=None)
 @pass_app

@@ -199,9 +199,20 @@ filter_options = stack(
 )
 
 
-def dash_is_stdout(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
-    """`--output -` means standard output, as everywhere else, not a file named "-"."""
+def _dash_is_stdout(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
     return None if value is not None and str(value) == "-" else value
+
+
+def output_option(help: str) -> Callable[[F], F]:
+    """`--output FILE`, where `-` means standard output, as everywhere else (not a file
+    named "-")."""
+    return click.option(
+        "--output",
+        type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+        callback=_dash_is_stdout,
+        metavar="FILE",
+        help=help,
+    )
 
 
 def check_dates(since: date | None, until: date | None) -> None:

@@ -16,9 +16,9 @@ from beta_invites_cli import report as reports
 from beta_invites_cli.cli.common import App, pass_app, say
 from beta_invites_cli.cli.options import (
     check_dates,
-    dash_is_stdout,
     filter_options,
     format_option,
+    output_option,
 )
 from beta_invites_cli.cli.render import Column, OutputFile, rate_style, render
 from beta_invites_cli.filters import Filters
@@ -130,13 +130,7 @@ def trend_bar(maximum: int) -> Callable[[Any], str]:
     show_default=True,
     help="Weeks in the --retention matrix.",
 )
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-    callback=dash_is_stdout,
-    metavar="FILE",
-    help="Write the report to FILE (with --format html: report.html) instead of stdout.",
-)
+@output_option("Write the report to FILE (with --format html: report.html) instead of stdout.")
 @format_option(extra=("html",))
 @pass_app
 def report(
