@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -39,6 +40,9 @@ class Recorder:
         self.envelopes: list[tuple[str, list[str]]] = []  # (MAIL FROM, RCPT TOs)
         self.rcpt_attempts: Counter[str] = Counter()
         self.connections = 0
+        self.helo_names: list[str] = []  # what each client said in EHLO
+        self.logins: list[str] = []  # user names that logged in
+        self._peers: set[Any] = set()
         self._lock = threading.Lock()
         self._dropped = False
         self._shut = False
@@ -47,7 +51,11 @@ class Recorder:
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
         with self._lock:
-            self.connections += 1
+            # EHLO again after STARTTLS is the same connection (the same peer address).
+            if session.peer not in self._peers:
+                self._peers.add(session.peer)
+                self.connections += 1
+            self.helo_names.append(hostname)
         session.host_name = hostname
         return responses
 
@@ -115,17 +123,68 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A server's TLS: `starttls` (port 587 style: STARTTLS required before anything, and
+    AUTH only after it) or `implicit` (port 465 style: TLS from the first byte)."""
+
+    mode: str
+    context: ssl.SSLContext  # the server's certificate chain and key
+    users: dict[str, str] = field(default_factory=dict)  # AUTH accepts these; required if any
+
+
 class SmtpServer:
-    def __init__(self, behaviour: Behaviour | None = None, *, smtputf8: bool = False) -> None:
+    def __init__(
+        self, behaviour: Behaviour | None = None, *, smtputf8: bool = False, tls: Tls | None = None
+    ) -> None:
         self.recorder = Recorder(behaviour or Behaviour())
         self.port = free_port()
+        self.tls = tls
+        options: dict[str, Any] = {}
+        if tls is not None and tls.mode == "starttls":
+            options.update(tls_context=tls.context, require_starttls=True)
+        elif tls is not None:
+            options.update(ssl_context=tls.context)
+        if tls is not None and tls.users:
+            options.update(
+                auth_required=True,
+                # aiosmtpd counts only STARTTLS as TLS; an implicit-TLS session is TLS throughout.
+                auth_require_tls=tls.mode == "starttls",
+                authenticator=self._authenticate,
+            )
         self.controller = Controller(
-            self.recorder, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=smtputf8
+            self.recorder,
+            hostname="127.0.0.1",
+            port=self.port,
+            enable_SMTPUTF8=smtputf8,
+            **options,
         )
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        users = self.tls.users if self.tls else {}
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode()
+        if users.get(user) != auth_data.password.decode():
+            return AuthResult(success=False, handled=False)
+        with self.recorder._lock:
+            self.recorder.logins.append(user)
+        return AuthResult(success=True)
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        scheme = "smtps" if self.tls is not None and self.tls.mode == "implicit" else "smtp"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def url_with(self, user: str, password: str) -> str:
+        from urllib.parse import quote
+
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

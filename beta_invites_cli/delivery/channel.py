@@ -3,6 +3,11 @@ whole setup is checked before anything is issued or sent."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import re
+import socket
+import ssl
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
@@ -11,7 +16,7 @@ from beta_invites_cli import template as templates
 from beta_invites_cli.delivery import outbox as outboxes
 from beta_invites_cli.delivery.message import Unsubscribe, check_header_value
 from beta_invites_cli.delivery.outbox import OutboxTransport
-from beta_invites_cli.delivery.smtp import Deadlines, SmtpTransport, parse_smtp_url
+from beta_invites_cli.delivery.smtp import Deadlines, SmtpConfig, SmtpTransport, parse_smtp_url
 from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.errors import InvitesError, excerpt
 from beta_invites_cli.settings import Settings
@@ -40,15 +45,15 @@ class Letterhead:
 class Channel:
     """Where messages go: an SMTP server, or an outbox directory of .eml files."""
 
-    smtp_url: str | None
+    smtp: SmtpConfig | None
     outbox: Path | None
     deadlines: Deadlines = field(default_factory=Deadlines)
 
     def open(self) -> Transport:
         if self.outbox is not None:
             return OutboxTransport(self.outbox)
-        assert self.smtp_url is not None
-        return SmtpTransport(parse_smtp_url(self.smtp_url), deadlines=self.deadlines)
+        assert self.smtp is not None
+        return SmtpTransport(self.smtp, deadlines=self.deadlines)
 
 
 def choose_channel(
@@ -64,14 +69,63 @@ def choose_channel(
         return Channel(None, explicit)
     smtp_url = settings.secret("SMTP_URL")
     if smtp_url:
-        parse_smtp_url(smtp_url)  # a malformed URL is an error now, not after issuing
-        if not settings.get("INVITES_FROM"):
+        config = parse_smtp_url(smtp_url)  # a malformed URL is an error now, not after issuing
+        sender = settings.get("INVITES_FROM")
+        if not sender:
             raise InvitesError("INVITES_FROM is not set: the From address of the invitations")
-        return Channel(smtp_url, None, smtp_deadlines(settings, timeout))
+        config = dataclasses.replace(
+            config, ca_file=ca_file_setting(settings), helo=helo_setting(settings, sender)
+        )
+        return Channel(config, None, smtp_deadlines(settings, timeout))
     if embedded:
         outboxes.remember(settings.values, DEFAULT_OUTBOX)
         return Channel(None, DEFAULT_OUTBOX)
     raise NoMailServer("SMTP_URL is not set")
+
+
+def ca_file_setting(settings: Settings) -> str | None:
+    """INVITES_SMTP_CA_FILE: PEM certificates of a private CA, loaded once now so that a wrong
+    path or a file that holds no certificate is an error before anything is issued."""
+    path = settings.get("INVITES_SMTP_CA_FILE")
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except OSError as exc:
+        reason = exc.strerror if exc.strerror and not isinstance(exc, ssl.SSLError) else None
+        raise InvitesError(
+            f"INVITES_SMTP_CA_FILE {path}: "
+            + (reason or "holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        ) from None
+    return path
+
+
+_DOMAIN = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+_LITERAL = re.compile(r"\[(?:\d{1,3}(?:\.\d{1,3}){3}|IPv6:[0-9A-Fa-f:.]+)\]")
+
+
+def helo_setting(settings: Settings, sender: str) -> str:
+    """The name we give in EHLO: INVITES_SMTP_HELO, else this machine's fully qualified name,
+    else the From address's domain (smtplib's fallback, an address literal such as
+    [127.0.0.1], is scored as spam, and a bare host name is refused by strict servers)."""
+    given = settings.get("INVITES_SMTP_HELO")
+    if given is not None:
+        name = given.strip()
+        if not (_DOMAIN.fullmatch(name) or _LITERAL.fullmatch(name)):
+            raise InvitesError(
+                f"INVITES_SMTP_HELO: {excerpt(given)} is not a fully qualified domain name "
+                "(like mail.example.com) or an address literal (like [192.0.2.1])"
+            )
+        return name
+    fqdn = socket.getfqdn()
+    if _DOMAIN.fullmatch(fqdn) and not fqdn.endswith((".localdomain", ".local", ".localhost")):
+        return fqdn
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    with contextlib.suppress(UnicodeError):  # INVITES_FROM's own check names the problem
+        domain = domain.encode("idna").decode("ascii")
+    return domain or "localhost"
 
 
 DEFAULT_TIMEOUT = 60.0  # a relay that takes longer than this for one step is not answering

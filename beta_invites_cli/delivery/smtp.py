@@ -7,11 +7,16 @@ hold us either. A 4xx reply is retried with back-off; a 5xx reply fails that rec
 connection dropped before the message was complete is opened again and the message retried.
 A connection lost while waiting for the reply to the end of DATA leaves the message's fate
 unknown: that raises DeliveryUncertain and the message is never sent again on our own.
+
+TLS (STARTTLS on smtp://, implicit on smtps://) always verifies the server's certificate and
+its name; INVITES_SMTP_CA_FILE adds a private CA to the system's, and nothing turns the check off.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
 import re
 import smtplib
 import socket
@@ -55,6 +60,15 @@ class SmtpConfig:
     implicit_tls: bool
     username: str | None
     password: str | None
+    ca_file: str | None = None  # a private CA trusted besides the system's (INVITES_SMTP_CA_FILE)
+    helo: str | None = None  # the name we give in EHLO (INVITES_SMTP_HELO)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name verification, as the system trusts, plus ca_file."""
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            context.load_verify_locations(cafile=self.ca_file)
+        return context
 
     def describe(self) -> str:
         scheme = "smtps" if self.implicit_tls else "smtp"
@@ -146,6 +160,10 @@ class _Smtp(smtplib.SMTP):
         return sock
 
     def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None) -> Any:
+        # smtplib keeps the name the certificate must match only when the constructor itself
+        # connects; we connect later, under the watchdog, so it is set here (without it every
+        # TLS handshake failed with "check_hostname requires server_hostname").
+        self._host = host
         try:
             code, message = super().connect(host, port, source_address)
         finally:
@@ -160,6 +178,35 @@ class _Smtp(smtplib.SMTP):
                 raise TimeoutError("no answer in time")
             raise smtplib.SMTPConnectError(code, message)
         return code, message
+
+    def auth(
+        self, mechanism: str, authobject: Callable[..., str], *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """smtplib's AUTH exchange with the credentials in UTF-8 (RFC 4616; smtplib encodes
+        them as ASCII, so a password with a non-ASCII character could never log in)."""
+        mechanism = mechanism.upper()
+        initial = authobject() if initial_response_ok else None
+        if initial is not None:
+            code, reply = self.docmd("AUTH", f"{mechanism} {_base64(initial)}")
+        else:
+            code, reply = self.docmd("AUTH", mechanism)
+        for _ in range(5):  # smtplib's own bound on challenges
+            if code != 334:
+                break
+            code, reply = self.docmd(_base64(authobject(base64.decodebytes(reply))))
+        if code in (235, 503):
+            return code, reply
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str:  # type: ignore[override]
+        if challenge is None:
+            return None  # type: ignore[return-value]  # smtplib's contract: no initial response
+        digest = hmac.HMAC(self.password.encode("utf-8"), challenge, "md5").hexdigest()
+        return f"{self.user} {digest}"
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 class _SmtpSsl(smtplib.SMTP_SSL, _Smtp):
@@ -189,7 +236,7 @@ class SmtpTransport:
 
     def _fail(self, what: str, exc: BaseException) -> InvitesError:
         timed_out = _timed_out(exc) or bool(self._watchdog and self._watchdog.fired)
-        reason = "no answer in time" if timed_out else str(exc)
+        reason = "no answer in time" if timed_out else tls_reason(exc) or str(exc)
         reason = urls.scrub(reason, self.config.password)
         return InvitesError(f"cannot connect to the mail server {self.description}: {reason}")
 
@@ -204,11 +251,12 @@ class SmtpTransport:
             self._watchdog = Watchdog()
         watchdog = self._watchdog
         smtp: _Smtp
+        tls = config.tls_context()
         try:
             if config.implicit_tls:
-                smtp = _SmtpSsl(timeout=deadlines.command, context=ssl.create_default_context())
+                smtp = _SmtpSsl(timeout=deadlines.command, context=tls, local_hostname=config.helo)
             else:
-                smtp = _Smtp(timeout=deadlines.command)
+                smtp = _Smtp(timeout=deadlines.command, local_hostname=config.helo)
             smtp.watchdog = watchdog
             smtp.greeting_seconds = deadlines.greeting
             smtp.connect(config.host, config.port)
@@ -220,7 +268,7 @@ class SmtpTransport:
                 smtp.ehlo()
                 if not config.implicit_tls:
                     if smtp.has_extn("starttls"):
-                        smtp.starttls(context=ssl.create_default_context())
+                        smtp.starttls(context=tls)
                         smtp.ehlo()
                     elif config.username:
                         smtp.close()
@@ -350,6 +398,27 @@ class SmtpTransport:
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
+
+
+def tls_reason(exc: BaseException) -> str | None:
+    """What a failed TLS handshake means for the operator; None when it was not TLS."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = exc.verify_message or exc.reason or "not valid"
+        if "hostname mismatch" in message.lower() or "ip address mismatch" in message.lower():
+            return f"its TLS certificate is for another name ({message.rstrip('.')})"
+        return (
+            f"its TLS certificate is not trusted ({message.rstrip('.')}); "
+            "INVITES_SMTP_CA_FILE names a private CA to trust"
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").replace("_", " ").lower() or str(exc)
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            reason += ": is it a plain SMTP port? smtp:// uses STARTTLS"
+        elif exc.reason == "UNEXPECTED_EOF_WHILE_READING":
+            # What a server that refuses every cipher or version we offer often does.
+            reason = "the server hung up: it may accept no TLS version or cipher we offer"
+        return f"the TLS handshake failed ({reason})"
+    return None
 
 
 def _timed_out(exc: BaseException) -> bool:
