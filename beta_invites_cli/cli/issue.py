@@ -173,7 +173,11 @@ def generate(
                 where = output if target is not None else "the output"
                 fail(f"{where} could not be written ({exc.strerror}): nothing was issued")
             if target is not None:
-                target.commit()
+                try:
+                    target.commit()
+                except OSError as exc:
+                    done, hint = issued_but(issued, cohort)
+                    fail(f"{done}, but {output} could not be written ({exc.strerror}){hint}")
             elif written is not None:
                 with stdout.written_after_commit(*issued_but(issued, cohort)):
                     spool.seek(0)

@@ -36,33 +36,67 @@ def format_for(output: Path | None, fmt: str | None) -> str:
     return "table"
 
 
+STANDARD_STREAMS = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
 class OutputFile:
-    """A file written in full or not at all: opened (as a temporary file beside it) before the
-    command changes anything, renamed into place by commit()."""
+    """--output FILE, written in full or not at all where that is possible.
+
+    A regular file, or a path that does not exist yet, is written as a temporary file beside
+    it (beside the real file, when FILE is a symlink) and renamed into place by commit(): the
+    old content stays whole until the new one is complete, and an existing file keeps its mode
+    and, where the process may set it, its owner. Anything else (a character device such as
+    /dev/null, a FIFO, a socket, /dev/stdout) is written straight through: renaming over it
+    would replace the device or pipe itself with a regular file. It is opened now (so a place
+    that cannot be written is an error before anything changes), and what the command writes
+    is held in an anonymous file until commit() copies it there (a command may rewind and
+    write its output again, which a pipe cannot)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.handle: IO[str] = sys.stdout
         self._temporary: Path | None = None
+        self._target: Path | None = None
+        self._keep: os.stat_result | None = None
+        self._through: IO[bytes] | None = None
 
     def __enter__(self) -> OutputFile | None:
         if self.path is None:
             return None
-        import tempfile
-
-        if self.path.is_dir():
-            raise InvitesError(f"--output {self.path} is a directory")
         try:
-            descriptor, name = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent or "."
-            )
+            self.handle = self._open(self.path)
         except OSError as exc:
             raise InvitesError(
                 f"--output {self.path}: cannot write there ({exc.strerror})"
             ) from None
-        self._temporary = Path(name)
-        self.handle = open(descriptor, "w", encoding="utf-8", newline="")
         return self
+
+    def _open(self, path: Path) -> IO[str]:
+        import stat
+        import tempfile
+
+        if str(path) in STANDARD_STREAMS:
+            return self._write_through(open(os.dup(STANDARD_STREAMS[str(path)]), "wb"))
+        target = Path(os.path.realpath(path))
+        try:
+            existing: os.stat_result | None = target.stat()
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and stat.S_ISDIR(existing.st_mode):
+            raise InvitesError(f"--output {path} is a directory")
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            return self._write_through(open(target, "wb"))
+        descriptor, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+        self._temporary, self._target, self._keep = Path(name), target, existing
+        return open(descriptor, "w", encoding="utf-8", newline="")
+
+    def _write_through(self, destination: IO[bytes]) -> IO[str]:
+        import tempfile
+
+        self._through = destination
+        return io.TextIOWrapper(tempfile.TemporaryFile(), encoding="utf-8", newline="")
 
     @property
     def binary(self) -> IO[bytes]:
@@ -71,17 +105,47 @@ class OutputFile:
         return self.handle.buffer  # type: ignore[attr-defined,no-any-return]
 
     def commit(self) -> None:
-        assert self.path is not None and self._temporary is not None
+        assert self.path is not None
+        if self._through is not None:
+            import shutil
+
+            self.handle.flush()
+            spool = self.handle.buffer  # type: ignore[attr-defined]
+            spool.seek(0)
+            shutil.copyfileobj(spool, self._through)
+            self._through.close()
+            self._through = None
+            self.handle.close()
+            return
         self.handle.close()
-        self._temporary.replace(self.path)
+        assert self._temporary is not None and self._target is not None
+        if self._keep is not None:
+            os.chmod(self._temporary, self._keep.st_mode & 0o7777)
+            with contextlib.suppress(OSError):  # only root may give a file to someone else
+                os.chown(self._temporary, self._keep.st_uid, self._keep.st_gid)
+        else:
+            os.chmod(self._temporary, 0o666 & ~_umask())
+        self._temporary.replace(self._target)
         self._temporary = None
 
     def __exit__(self, *exc: object) -> None:
+        if self._through is not None:
+            with contextlib.suppress(OSError):
+                self.handle.close()
+            with contextlib.suppress(OSError):
+                self._through.close()
+            self._through = None
         if self._temporary is not None:
             with contextlib.suppress(OSError):  # what is left to flush is thrown away
                 self.handle.close()
             with contextlib.suppress(OSError):
                 self._temporary.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 @dataclass(frozen=True)
