@@ -16,12 +16,24 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_safe(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula (OWASP: prefix =, +, -, @ with ')."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """A cell a spreadsheet will not run as a formula (OWASP: prefix =, +, -, @ with '). A
+    value that only looks escaped (apostrophes before one of them) gets one more too, so that
+    csv_unguard() always gives back exactly what was written."""
+    return "'" + text if text.lstrip("'").startswith(FORMULA_STARTS) else text
+
+
+def csv_unguard(text: str) -> str:
+    """The value csv_safe() escaped: a ' before = + - @, a tab or a carriage return is the
+    escape, not part of the value (an exported file read back in, or edited in a spreadsheet
+    and saved, names the same people)."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_STARTS):
+        return text[1:]
+    return text
 
 
 CSV_SAFE = sql.SQL(
-    "CASE WHEN left({0}, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || {0} ELSE {0} END"
+    "CASE WHEN left(ltrim({0}, ''''), 1) IN ('=', '+', '-', '@', E'\\t', E'\\r')"
+    " THEN '''' || {0} ELSE {0} END"
 )
 # Timestamps as ISO 8601 with offset, as everywhere else.
 ISO = sql.SQL("to_json({0}) #>> '{{}}'")

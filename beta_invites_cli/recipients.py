@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from beta_invites_cli.errors import InvitesError, excerpt
+from beta_invites_cli.exporting import csv_unguard
 
 MAX_EMAIL = 320
 MAX_COHORT = 64
@@ -116,6 +117,8 @@ def normalise_many(
     match = _PLAIN.match
     known = _DOMAIN_OK
     for line, value in values:
+        if value[:1] == "'":
+            value = csv_unguard(value)
         found = match(value)
         if found is not None and len(value) <= 254:
             local, domain = found.groups()
@@ -130,7 +133,9 @@ def normalise_many(
 
 
 def normalise_email(address: str) -> str:
-    """The address as stored (the domain lower-cased); BadAddress says why it is not one."""
+    """The address as stored (the domain lower-cased); BadAddress says why it is not one. A
+    leading ' before = + - @ is our own CSV export's formula escape, not part of the address."""
+    address = csv_unguard(address)
     if len(address) > MAX_EMAIL:
         raise BadAddress(f"longer than {MAX_EMAIL} characters")
     plain = _plain_address(address)

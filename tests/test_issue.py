@@ -616,3 +616,49 @@ def test_a_signup_url_that_cannot_be_a_link_issues_nothing(
     assert result.stderr.startswith(f"Error: INVITES_SIGNUP_URL {why}")
     assert result.stderr.count("\n") == 1
     assert rows(conn) == []
+
+
+ESCAPED = ["-ada@example.org", "+41@example.org", "=cmd@example.org"]
+
+
+def test_an_exported_csv_read_back_issues_nothing_new(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people = [*ESCAPED, "plain@example.org"]
+    generated = invites(
+        "generate", "--cohort", "press-x", *(a for p in people for a in ("--email", p)),
+        "--format", "csv", "--output", "codes.csv",
+    )  # fmt: skip
+    assert generated.exit_code == 0, generated.stderr
+    listed = invites("list", "--format", "csv")
+    (tmp_path / "listed.csv").write_text(listed.stdout)
+    # The escape is in the file, and each export comes back in as the same four people.
+    assert ",'-ada@example.org," in listed.stdout and ",'=cmd@example.org," in listed.stdout
+    # A spreadsheet's "Unicode text" export: UTF-16 with a BOM, tab-separated.
+    tabbed = listed.stdout.replace(",", "\t")
+    (tmp_path / "libreoffice.txt").write_bytes(tabbed.encode("utf-16"))
+    for export in ("codes.csv", "listed.csv", "libreoffice.txt"):
+        again = invites("generate", "--cohort", "press-x", "--recipients", export)
+        assert again.exit_code == 0, again.stderr
+        assert again.stderr.splitlines()[-1] == ("created 0, skipped 4, invalid 0, duplicates 0"), (
+            export
+        )
+    assert sorted(rows(conn, "SELECT email FROM beta_invites")) == sorted((p,) for p in people)
+
+
+def test_a_typed_escaped_address_is_the_address(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    assert invites("generate --cohort press-x --email -ada@example.org").exit_code == 0
+    again = invites("generate", "--cohort", "press-x", "--email", "'-ada@example.org")
+    assert again.stderr.splitlines()[-1].startswith("created 0, skipped 1")
+    assert rows(conn, "SELECT email FROM beta_invites") == [("-ada@example.org",)]
+
+
+@pytest.mark.parametrize(
+    "value", ["-x", "'-x", "''-x", "'x", "''x", "x'", "=1+1", "'", "", "\t@x", "it's", "@"]
+)
+def test_the_formula_escape_is_undone_exactly(value: str) -> None:
+    from beta_invites_cli.exporting import csv_safe, csv_unguard
+
+    assert csv_unguard(csv_safe(value)) == value
