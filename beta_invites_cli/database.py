@@ -181,6 +181,9 @@ class Database:
         self.settings = settings
         self.on_start = on_start
         self._target: Target | None = None
+        # False for a command that only cleans up (`expire`): with no embedded database yet,
+        # it says so instead of creating and starting one (a cron job that forgot its `cd`).
+        self.may_create = True
         # Who the history says made the changes: the operator's user id, or `cron`.
         self.actor: str | None = settings.get("INVITES_SENT_BY") or None
 
@@ -194,7 +197,7 @@ class Database:
                 from beta_invites_cli.embedded import EmbeddedCluster, default_home
 
                 cluster = EmbeddedCluster(default_home(self.settings.values))
-                self._target, started = cluster.ensure_running()
+                self._target, started = cluster.ensure_running(create=self.may_create)
                 if started:
                     self.on_start(
                         f"{started} the embedded database in {cluster.home} "
@@ -203,6 +206,10 @@ class Database:
             else:
                 self._target = resolve(self.settings)
         return self._target
+
+    def described(self) -> str | None:
+        """The database this command has reached, as shown to people; None before that."""
+        return self._target.describe() if self._target is not None else None
 
     @contextmanager
     def connect(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:

@@ -269,12 +269,19 @@ class EmbeddedCluster:
         match = re.search(r"PID: (\d+)", result.stdout)
         return int(match.group(1)) if match else None
 
-    def ensure_running(self) -> tuple[Target, str | None]:
-        """The running cluster, and what it took: "Created", "Started" or None (it was up)."""
+    def ensure_running(self, *, create: bool = True) -> tuple[Target, str | None]:
+        """The running cluster, and what it took: "Created", "Started" or None (it was up).
+        With `create` False, a cluster that does not exist yet is an error."""
         if self._looks_running():
             return self.target(), None
         done = None
         with self._lock():
+            if not create and not (self.datadir / "PG_VERSION").is_file():
+                raise InvitesError(
+                    f"no database: DATABASE_URL is not set and there is no embedded database in "
+                    f"{self.home} (a cron job must `cd` to the directory of its .env, or set "
+                    "DATABASE_URL); nothing was created"
+                )
             binaries = self.binaries()
             if not (self.datadir / "PG_VERSION").is_file():
                 self._initialise(binaries)

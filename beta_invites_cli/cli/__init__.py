@@ -82,7 +82,10 @@ class InvitesGroup(click.Group):
                 raise
             raise click.ClickException(str(exc)) from None
         except Exception as exc:
-            translated = database_error(exc)
+            from beta_invites_cli.cli.common import App
+
+            app = ctx.find_object(App)
+            translated = database_error(exc, app.database.described() if app else None)
             if translated is None or debugging():
                 raise
             raise click.ClickException(translated) from None
@@ -93,7 +96,7 @@ def debugging() -> bool:
     return os.environ.get("INVITES_DEBUG", "") not in ("", "0")
 
 
-def database_error(exc: Exception) -> str | None:
+def database_error(exc: Exception, where: str | None = None) -> str | None:
     """One line for a database failure in the middle of a command, or None if it is not one."""
     if "psycopg" not in sys.modules:
         return None
@@ -104,7 +107,8 @@ def database_error(exc: Exception) -> str | None:
 
     if isinstance(exc, errors.UndefinedTable | errors.UndefinedColumn | errors.UndefinedFunction):
         reason = exc.diag.message_primary or str(exc)
-        return f"the database schema is not up to date ({reason}): run `invites migrate`"
+        which = f" of {where}" if where else ""
+        return f"the database schema{which} is not up to date ({reason}): run `invites migrate`"
     if isinstance(exc, psycopg.OperationalError):
         return f"lost the database connection: {first_line(str(exc))}"
     if isinstance(exc, psycopg.Error):

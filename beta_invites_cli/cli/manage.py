@@ -164,7 +164,9 @@ def extend(
     say(f"extended {len(changes)}")
 
 
-@click.command(epilog="Example (crontab): * * * * * invites expire --grace 7d")
+@click.command(
+    epilog="Example (crontab): * * * * * cd /srv/beta && /srv/beta/.venv/bin/invites expire --grace 7d"
+)
 @click.option(
     "--grace",
     default="0d",
@@ -193,9 +195,13 @@ def expire(
 
     Also deletes their messages from the outboxes `send` wrote on this machine."""
     app.database.actor = "cron"  # as the history names the sweep
+    app.database.may_create = False
     with app.database.connect(autocommit=True) as conn:
         result = sweep(conn, grace=grace, batch_size=batch_size, dry_run=dry_run)
-        removed = 0 if dry_run else outbox.remove_anonymised(conn, app.settings.values)
+        cleanup = (
+            outbox.Cleanup() if dry_run else outbox.remove_anonymised(conn, app.settings.values)
+        )
+    removed = cleanup.removed
     if not result.ran:
         say("another sweep is running; nothing to do")
         return
@@ -213,3 +219,5 @@ def expire(
             f"{result.awaiting_grace} within the grace period"
             + (f"; removed {removed} outbox message(s)" if removed else "")
         )
+    if cleanup.left:
+        raise Problems(cleanup.problems())

@@ -22,7 +22,7 @@ from beta_invites_cli.delivery import engine
 
 
 @click.command(
-    epilog="Example (crontab): */10 * * * * invites remind --cohort '*' --before-expiry 3d"
+    epilog="Example (crontab): */10 * * * * cd /srv/beta && /srv/beta/.venv/bin/invites remind --cohort '*' --before-expiry 3d"
 )
 @click.option(
     "--cohort",

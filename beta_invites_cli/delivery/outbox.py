@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,16 +85,45 @@ def known(environ: Mapping[str, str]) -> list[Path]:
     return [Path(line) for line in text.splitlines() if line.strip()]
 
 
-def remove_anonymised(conn: psycopg.Connection[Any], environ: Mapping[str, str]) -> int:
-    """Delete the outbox messages of anonymised invites (and half-written ones); how many."""
-    removed = 0
+@dataclass
+class Cleanup:
+    """What the sweep did to the outboxes: messages removed, and per directory those it could
+    not remove (the reason, once): a cron job running as another user than `send` did."""
+
+    removed: int = 0
+    left: dict[Path, tuple[int, str]] = field(default_factory=dict)
+
+    def could_not(self, directory: Path, exc: OSError) -> None:
+        count, reason = self.left.get(directory, (0, exc.strerror or str(exc)))
+        self.left[directory] = (count + 1, reason)
+
+    def problems(self) -> list[str]:
+        """One line per directory, never an address (the file names are codes)."""
+        return [
+            f"could not delete {count} outbox message(s) of anonymised invites in {directory} "
+            f"({reason}): they still hold the addresses; run `invites expire` as the user that "
+            "sent them, or delete them (the next run tries again)"
+            for directory, (count, reason) in self.left.items()
+        ]
+
+
+def remove_anonymised(conn: psycopg.Connection[Any], environ: Mapping[str, str]) -> Cleanup:
+    """Delete the outbox messages of anonymised invites (and half-written ones)."""
+    cleanup = Cleanup()
     for directory in known(environ):
-        if not directory.is_dir():
+        try:
+            with os.scandir(directory) as entries:
+                files = [entry.name for entry in entries if entry.name.endswith((".eml", ".tmp"))]
+        except FileNotFoundError:
+            continue  # an outbox since removed
+        except NotADirectoryError:
             continue
-        for stray in directory.glob("*.eml.tmp"):
-            with contextlib.suppress(OSError):
-                stray.unlink()
-        names = [path.name[: -len(".eml")] for path in directory.glob("*.eml")]
+        except OSError as exc:
+            cleanup.could_not(directory, exc)  # cannot even be listed: count the directory
+            continue
+        for stray in (name for name in files if name.endswith(".eml.tmp")):
+            _unlink(directory / stray, cleanup)
+        names = [name[: -len(".eml")] for name in files if name.endswith(".eml")]
         for start in range(0, len(names), BATCH):
             rows = conn.execute(
                 """
@@ -102,7 +133,17 @@ def remove_anonymised(conn: psycopg.Connection[Any], environ: Mapping[str, str])
                 (names[start : start + BATCH],),
             ).fetchall()
             for (code,) in rows:
-                with contextlib.suppress(FileNotFoundError):
-                    (directory / f"{code}.eml").unlink()
-                    removed += 1
-    return removed
+                if _unlink(directory / f"{code}.eml", cleanup):
+                    cleanup.removed += 1
+    return cleanup
+
+
+def _unlink(path: Path, cleanup: Cleanup) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False  # another sweep took it
+    except OSError as exc:
+        cleanup.could_not(path.parent, exc)
+        return False
+    return True
