@@ -1,14 +1,21 @@
 """`invites report --format html`: one self-contained page to open offline and mail to a
 colleague. Charts by Plotly (the optional extra `beta-invites[html]`), its JavaScript inlined
 once: nothing is loaded from the network. Every chart has its numbers as a plain table under it.
+
+The JavaScript is Plotly's "finance" partial bundle (scatter, bar and funnel: all this page
+draws), shipped in assets/: 1.3 MB instead of the full bundle's 4.8 MB, for a page one mails.
+When the installed Plotly expects another major version of plotly.js, its own full bundle is
+used instead, so that the figures always match the library that draws them.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from beta_invites_cli.errors import InvitesError
@@ -16,6 +23,11 @@ from beta_invites_cli.page_data import PageData
 
 # Colours that stay apart for colour-blind readers (Okabe-Ito).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+# Past eight lines the colours come round again with another dash and marker, so no two lines
+# of a chart look the same (up to 8 x 4 of them).
+DASHES = ["solid", "dash", "dot", "dashdot"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up"]
+PARTIAL_BUNDLE = Path(__file__).parent / "assets" / "plotly-finance.min.js"
 CONFIG = {"displaylogo": False, "responsive": True}
 
 STYLE = """
@@ -77,7 +89,7 @@ def render_page(data: PageData, *, scope: str, database: str, generated: datetim
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
 <style>{STYLE}</style>
-<script>{offline.get_plotlyjs()}</script>
+<script>{plotly_js(offline)}</script>
 </head>
 <body>
 <main>
@@ -90,6 +102,49 @@ def render_page(data: PageData, *, scope: str, database: str, generated: datetim
 </body>
 </html>
 """
+
+
+def plotly_js(offline: Any) -> str:
+    """The partial bundle when it is of the major version the installed Plotly writes for."""
+    expected = str(offline.get_plotlyjs_version()).split(".")[0]
+    try:
+        bundle = PARTIAL_BUNDLE.read_text(encoding="utf-8")
+    except OSError:
+        return str(offline.get_plotlyjs())
+    found = re.search(r"plotly\.js \(finance - minified\) v(\d+)\.", bundle[:300])
+    if found is None or found.group(1) != expected:
+        return str(offline.get_plotlyjs())
+    return bundle
+
+
+def line_style(index: int) -> dict[str, Any]:
+    """The line and marker of a chart's `index`th line: colour, then dash and symbol."""
+    colour = PALETTE[index % len(PALETTE)]
+    turn = index // len(PALETTE)
+    return {
+        "line": {"color": colour, "dash": DASHES[turn % len(DASHES)], "width": 2.5},
+        "marker": {"color": colour, "symbol": SYMBOLS[turn % len(SYMBOLS)], "size": 7},
+    }
+
+
+def every_day(series: dict[str, list[tuple[date, int]]]) -> tuple[list[date], dict[str, list[int]]]:
+    """Each segment's running total on every day from the first redemption to the last: a
+    segment whose redemptions all fell on one day (launch day) is still a line, not one point
+    that a line chart draws as nothing."""
+    days_seen = {day for points in series.values() for day, _ in points}
+    if not days_seen:
+        return [], {}
+    first, last = min(days_seen), max(days_seen)
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    totals: dict[str, list[int]] = {}
+    for segment, points in series.items():
+        by_day = dict(points)
+        running = 0
+        totals[segment] = []
+        for day in days:
+            running = by_day.get(day, running)
+            totals[segment].append(running)
+    return days, totals
 
 
 def _figure(go: Any, pio: Any, figure: Any, name: str) -> str:
@@ -197,28 +252,20 @@ def _funnel(go: Any, pio: Any, data: PageData) -> str:
 def _redemptions(go: Any, pio: Any, data: PageData) -> str:
     figure = go.Figure()
     ordered = sorted(data.redemptions.items(), key=lambda kv: -kv[1][-1][1])
-    for segment, series in ordered:
-        figure.add_trace(
-            go.Scatter(
-                name=segment,
-                x=[day.isoformat() for day, _ in series],
-                y=[total for _, total in series],
-                mode="lines",
-                line={"shape": "hv", "width": 2.5},
-            )
-        )
+    days, totals = every_day(dict(ordered))
+    x = [day.isoformat() for day in days]
+    for index, (segment, running) in enumerate(totals.items()):
+        style = line_style(index)
+        style["line"]["shape"] = "hv"
+        figure.add_trace(go.Scatter(name=segment, x=x, y=running, mode="lines+markers", **style))
     figure.update_yaxes(title_text="redeemed so far")
     note = "Cumulative redemptions per segment, by day of redemption."
     # One row per day, a column per segment: the running totals side by side.
-    days = sorted({day for _, series in ordered for day, _ in series})
-    running = {segment: dict(series) for segment, series in ordered}
-    rows = []
-    last = dict.fromkeys(running, 0)
-    for day in days:
-        for segment in running:
-            last[segment] = running[segment].get(day, last[segment])
-        rows.append([day.isoformat(), *(last[segment] for segment in running)])
-    table = _table(["Day", *running], rows)
+    rows = [
+        [day.isoformat(), *(running[n] for running in totals.values())]
+        for n, day in enumerate(days)
+    ]
+    table = _table(["Day", *totals], rows)
     chart = _figure(go, pio, figure, "redemptions")
     return _section("redemptions", "Redemptions over time", note, chart, table)
 
@@ -243,7 +290,10 @@ def _retention(go: Any, pio: Any, data: PageData) -> str:
     assert matrix is not None
     weeks = list(range(1, matrix.weeks + 1))
     figure = go.Figure()
-    for row in matrix.rows:
+    # A cohort with no week over yet (or no redeemers) has no curve: it stays in the table
+    # below, not in the legend as a name without a line.
+    drawn = [row for row in matrix.rows if any(row[f"week_{n}"] is not None for n in weeks)]
+    for index, row in enumerate(drawn):
         figure.add_trace(
             go.Scatter(
                 name=row["cohort"],
@@ -253,6 +303,7 @@ def _retention(go: Any, pio: Any, data: PageData) -> str:
                     for n in weeks
                 ],
                 mode="lines+markers",
+                **line_style(index),
             )
         )
     figure.update_yaxes(title_text="% of redeemers active", range=[0, 100])

@@ -54,6 +54,11 @@ def test_installed_wheel_finds_its_migrations(tmp_path: Path) -> None:
     assert (site / "beta_invites_cli" / "sql" / "990_beta_invites.sql").read_bytes() == (
         ROOT / "sql" / "990_beta_invites.sql"
     ).read_bytes()
+    # The HTML report's partial Plotly bundle, and its licence, ship too.
+    for asset in ("plotly-finance.min.js", "plotly-LICENSE"):
+        assert (site / "beta_invites_cli" / "assets" / asset).read_bytes() == (
+            ROOT / "beta_invites_cli" / "assets" / asset
+        ).read_bytes()
 
 
 def test_python_dash_m_runs_the_cli() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -170,3 +171,78 @@ def test_without_plotly_it_is_one_clear_error(
     usage = invites("report", "--format", "html", "--funnel")
     assert usage.exit_code == 2
     assert invites("report", "--output", str(out)).exit_code == 2
+
+
+def figure_data(text: str, chart: str) -> list[dict[str, Any]]:
+    """The traces the page hands Plotly for one chart (the list after its div id)."""
+    found = re.search(rf'Plotly\.newPlot\(\s*"chart-{chart}",\s*', text)
+    assert found is not None, f"no chart {chart}"
+    begin = found.end()
+    traces, _ = json.JSONDecoder().raw_decode(text, begin)
+    return list(traces)
+
+
+def test_the_page_is_small_enough_to_mail(page: Path) -> None:
+    text = page.read_text()
+    assert len(text.encode()) < 1_500_000, f"{len(text.encode()):,} bytes"
+    assert "plotly.js (finance - minified) v4." in text
+
+
+def test_a_launch_day_draws_every_segment(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    # Launch day: every redemption of each segment on one day, press a day later.
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, used_at)
+        SELECT translate(upper(substr(md5(i::text), 1, 16)), '01IL', 'XYZW'),
+               'p' || i || '@example.org',
+               (ARRAY['creator-a', 'listener-b', 'press-c'])[i % 3 + 1],
+               timestamptz '2026-11-02 12:00+00' + CASE WHEN i % 3 = 2 THEN interval '1 day' ELSE interval '0' END
+          FROM generate_series(1, 30) AS i
+        """
+    )
+    out = tmp_path / "launch.html"
+    assert invites("report", "--format", "html", "--output", str(out)).exit_code == 0
+    traces = figure_data(out.read_text(), "redemptions")
+    assert sorted(t["name"] for t in traces) == ["creator", "listener", "press"]
+    for trace in traces:
+        assert trace["x"] == ["2026-11-02", "2026-11-03"]  # every day of the range
+        assert "markers" in trace["mode"]
+    assert {t["name"]: t["y"] for t in traces}["press"] == [0, 10]
+    # And a real browser draws a mark for each segment on each day.
+    browser = browser_dir(tmp_path)
+    dom = browse(out, browser, "--dump-dom")
+    start = dom.stdout.index('id="chart-redemptions"')
+    drawn = dom.stdout[start : dom.stdout.index('id="time-to-redeem"', start)]
+    assert drawn.count('class="point"') == 6
+
+
+def test_retention_lines_are_told_apart_and_empty_cohorts_stay_in_the_table(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    conn.execute("CREATE TABLE visits (user_id uuid, at timestamptz)")
+    for n in range(12):
+        user = conn.execute("INSERT INTO users DEFAULT VALUES RETURNING id").fetchone()
+        assert user is not None
+        conn.execute(
+            "INSERT INTO beta_invites (code, email, cohort, used_at, redeemed_by) VALUES "
+            "(translate(upper(substr(md5(%s), 1, 16)), '01IL', 'XYZW'), %s, %s, "
+            "now() - interval '30 days', %s)",
+            (str(n), f"r{n}@example.org", f"press-{n:02}", user[0]),
+        )
+        conn.execute("INSERT INTO visits VALUES (%s, now() - interval '20 days')", (user[0],))
+    # A cohort nobody redeemed yet: a row of the table, no line in the chart.
+    conn.execute(
+        "INSERT INTO beta_invites (code, email, cohort) VALUES ('ZZZZZZZZZZZZZZZZ', 'z@example.org', 'press-new')"
+    )
+    query = write(tmp_path, "visits.sql", "SELECT user_id, at FROM visits")
+    out = tmp_path / "retention.html"
+    result = invites("report", "--format", "html", "--output", str(out), "--activity", query)
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    traces = figure_data(text, "retention")
+    assert sorted(t["name"] for t in traces) == [f"press-{n:02}" for n in range(12)]
+    looks = {(t["line"]["color"], t["line"]["dash"], t["marker"]["symbol"]) for t in traces}
+    assert len(looks) == 12  # no two lines look the same
+    assert "<td>press-new</td>" in text[text.index('id="retention"') :]
