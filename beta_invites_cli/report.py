@@ -327,12 +327,12 @@ def build(
 # The classic cohort-analysis matrix: a row per group, a column per week since redemption.
 RETENTION = sql.SQL(
     """
-    SELECT {key} AS key, count(*) AS redeemers, {weeks}
+    SELECT {key} AS key, count(*) FILTER (WHERE used_at IS NOT NULL) AS redeemers, {weeks}
       FROM {source}
       LEFT JOIN ({per_redeemer}) AS p ON p.activity_invite_id = beta_invites.id
-     WHERE {where} AND used_at IS NOT NULL
+     WHERE {where}
      GROUP BY {key}
-     ORDER BY count(*) DESC, key
+     ORDER BY redeemers DESC, key
     """
 )
 

@@ -276,6 +276,24 @@ def test_the_retention_matrix(
     assert usage.exit_code == 2 and "--retention needs an activity query" in usage.stderr
 
 
+def test_a_group_with_no_redeemers_is_a_row_of_the_matrix(
+    invites: Invoke, conn: psycopg.Connection[Any], host: dict[str, Any], tmp_path: Path
+) -> None:
+    conn.execute(
+        "INSERT INTO beta_invites (code, email, cohort) VALUES ('QQQQQQQQQQQQQQQQ', 'q@example.org', 'listener-q')"
+    )
+    query = write(tmp_path, "f.sql", "SELECT user_id, submitted_at AS at FROM feedback")
+    result = invites("report", "--retention", "--activity", query, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    matrix = json.loads(result.stdout)
+    assert [r["cohort"] for r in matrix][-1] == "listener-q"
+    assert matrix[-1] == {
+        "cohort": "listener-q",
+        "redeemers": 0,
+        **{f"week_{n}": None for n in range(1, 9)},
+    }
+
+
 def test_the_funnel(
     invites: Invoke, conn: psycopg.Connection[Any], host: dict[str, Any], tmp_path: Path
 ) -> None:
