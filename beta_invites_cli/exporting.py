@@ -35,8 +35,13 @@ CSV_SAFE = sql.SQL(
     "CASE WHEN left(ltrim({0}, ''''), 1) IN ('=', '+', '-', '@', E'\\t', E'\\r')"
     " THEN '''' || {0} ELSE {0} END"
 )
-# Timestamps as ISO 8601 with offset, as everywhere else.
-ISO = sql.SQL("to_json({0}) #>> '{{}}'")
+# Timestamps as ISO 8601 with offset, always with microseconds (PostgreSQL's own JSON drops a
+# zero fraction, and a column of mixed shapes defeats pandas' inferred format); infinity as
+# PostgreSQL writes it. The same shape as render.plain() gives in Python.
+ISO = sql.SQL(
+    "CASE WHEN isfinite({0}) THEN to_char({0}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM')"
+    " ELSE {0}::text END"
+)
 
 CSV_COPY = sql.SQL("COPY ({select}) TO STDOUT (FORMAT csv, HEADER)")
 

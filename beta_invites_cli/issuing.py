@@ -488,7 +488,7 @@ class _Writer:
         self.sink.seek(0)
         self.sink.truncate()
         self.cohort = batch.cohort
-        self.expires = batch.expires_at.isoformat()
+        self.expires = batch.expires_at.isoformat(timespec="microseconds")
         self.rows = 0
         if output.fmt == "csv":
             self.sink.write(b"email,code,cohort,expires_at,link\n")

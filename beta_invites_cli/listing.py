@@ -27,7 +27,7 @@ LIST = sql.SQL(
            {expires_at} AS expires_at
       FROM public.beta_invites
      WHERE {where}
-     ORDER BY created_at DESC, id DESC
+     ORDER BY beta_invites.created_at DESC, id DESC  -- the column, not the text shown
      LIMIT %(limit)s
     """
 )
@@ -55,13 +55,18 @@ def invites(
         yield from cursor
 
 
+TIMESTAMPS = ("created_at", "sent_at", "used_at", "expires_at")
+
+
+def _iso_columns() -> dict[str, sql.Composable]:
+    return {key: exporting.ISO.format(sql.Identifier(key)) for key in TIMESTAMPS}
+
+
 def _csv_select(filters: Filters) -> tuple[sql.Composed, dict[str, Any]]:
     columns: dict[str, sql.Composable] = {
         key: exporting.CSV_SAFE.format(sql.Identifier(key)) for key in ("email", "cohort")
     }
-    for key in ("created_at", "sent_at", "used_at", "expires_at"):
-        columns[key] = exporting.ISO.format(sql.Identifier(key))
-    return _list_query(filters, columns)
+    return _list_query(filters, {**columns, **_iso_columns()})
 
 
 def csv_copy(filters: Filters, limit: int | None = None) -> tuple[sql.Composed, dict[str, Any]]:
@@ -83,7 +88,7 @@ def export_csv(
 def json_copy(filters: Filters, limit: int | None = None) -> tuple[sql.Composed, dict[str, Any]]:
     """The COPY statement that exports matching invites as JSON lines (keys as `list` shows
     them; timestamps ISO 8601 with offset, `infinity` as PostgreSQL writes it)."""
-    select, params = _list_query(filters, {})
+    select, params = _list_query(filters, _iso_columns())
     return exporting.JSON_COPY.format(select=select), {**params, "limit": limit}
 
 
@@ -96,7 +101,7 @@ def export_json(
     lines: bool = False,
 ) -> int:
     """Matching invites as a JSON list, or JSON lines, streamed: constant memory, psql's speed."""
-    select, params = _list_query(filters, {})
+    select, params = _list_query(filters, _iso_columns())
     return exporting.copy_json(conn, select, {**params, "limit": limit}, out, lines=lines)
 
 

@@ -377,3 +377,50 @@ def test_list_email_and_until_in_every_format(
     until = invites("list", "--until", "2026-11-20", "--format", "csv", env={"PGTZ": "UTC"}).stdout
     assert "LSTAAAAAAAAAAAAA" in until  # the whole day of --until counts
     assert "LSTBAAAAAAAAAAAA" not in until
+
+
+ISO_SHAPE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d"
+
+
+def test_timestamps_have_one_shape_everywhere(
+    invites: Invoke, conn: psycopg.Connection[Any]
+) -> None:
+    """A whole second (no fraction) is written like any other instant: one ISO 8601 shape with
+    microseconds, so a column parses with one format (pandas' inferred one included)."""
+    import re
+
+    conn.execute(
+        """
+        INSERT INTO beta_invites (code, email, cohort, created_at, sent_at, used_at, expires_at)
+        VALUES ('AAAABBBBCCCCDDDD', 'a@example.org', 'press-x', '2026-11-02 12:00:00+00',
+                '2026-11-02 12:00:00.5+00', NULL, 'infinity'),
+               ('EEEEFFFFGGGGHHHH', 'b@example.org', 'press-x', '2026-11-02 12:00:01.123456+00',
+                NULL, '2026-11-03 08:00:00+00', '2026-12-02 12:00:00+00')
+        """
+    )
+    seen: list[str] = []
+    for fmt in ("csv", "json", "jsonl"):
+        out = invites("list", "--format", fmt).stdout
+        records = (
+            list(csv.DictReader(io.StringIO(out)))
+            if fmt == "csv"
+            else json.loads(out)
+            if fmt == "json"
+            else [json.loads(line) for line in out.splitlines()]
+        )
+        for record in records:
+            seen += [record[k] for k in ("created_at", "sent_at", "used_at", "expires_at")]
+    for fmt in ("csv", "json"):
+        out = invites("history", "--format", fmt).stdout
+        records = list(csv.DictReader(io.StringIO(out))) if fmt == "csv" else json.loads(out)
+        seen += [record["at"] for record in records]
+    (shown,) = json.loads(invites("show", "AAAABBBBCCCCDDDD", "--format", "json").stdout)
+    seen += [shown["created_at"], shown["sent_at"]]
+    values = [v for v in seen if v not in ("", None)]
+    assert len(values) > 20
+    odd = [v for v in values if not re.fullmatch(ISO_SHAPE, v) and v != "infinity"]
+    assert odd == []
+    assert "2026-11-02T12:00:00.000000+00:00" in values
+    # Newest first, by the instant (not by the text shown).
+    codes = [r["code"] for r in json.loads(invites("list", "--format", "json").stdout)]
+    assert codes == ["EEEEFFFFGGGGHHHH", "AAAABBBBCCCCDDDD"]

@@ -165,7 +165,7 @@ class Column:
 def plain(value: Any) -> Any:
     """A JSON- and CSV-friendly form of a database value (ISO 8601 timestamps with offset)."""
     if isinstance(value, datetime):
-        return infinity_name(value) or value.isoformat()
+        return infinity_name(value) or value.isoformat(timespec="microseconds")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, UUID):
