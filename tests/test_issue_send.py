@@ -409,6 +409,37 @@ def test_resend_a_cohort_over_four_connections(
     assert "person7@example.com" not in received
 
 
+def test_resend_a_cohort_says_what_it_left_out(
+    invites: Invoke, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    people(4, tmp_path)
+    invites("generate --cohort press-x --recipients people.csv --mark-sent --format csv")
+    assert invites("suppress add person1@example.com --reason unsubscribed").exit_code == 0
+    conn.execute(
+        "UPDATE beta_invites SET delivery_outcome = 'bounced' WHERE email = 'person2@example.com'"
+    )
+    with SmtpServer() as server:
+        result = invites("resend --cohort press-x", env=smtp_env(server))
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.splitlines()[-2:] == [
+            "not sent: 1 suppressed (unsubscribed 1); 1 bounced earlier",
+            "sent 2, failed 0, bounced 0, skipped 2",
+        ]
+        assert sorted(server.recorder.by_recipient()) == [
+            "person0@example.com",
+            "person3@example.com",
+        ]
+    conn.execute(
+        "UPDATE beta_invites SET revoked_at = now() WHERE email IN "
+        "('person0@example.com', 'person3@example.com')"
+    )
+    nothing = invites("resend --cohort press-x", env={"INVITES_OUTBOX": "mail"})
+    assert nothing.stderr == (
+        "nothing to resend in press-x: no sent, live invites (not resent: 1 suppressed "
+        "(unsubscribed 1); 1 bounced earlier)\n"
+    )
+
+
 @pytest.mark.parametrize("url", ["http://example.com", "smtp://"])
 def test_bad_smtp_url(invites: Invoke, url: str) -> None:
     result = invites(

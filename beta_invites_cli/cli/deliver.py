@@ -311,8 +311,10 @@ def resend(
             invites = engine.resendable(conn, codes=codes, cohort=cohort)
         except engine.NotResendable as exc:
             raise Problems([*map(refusal_line, exc.refusals), "nothing was resent"]) from None
+        held = engine.held_back_from_resend(conn, cohort) if cohort is not None else None
         if not invites:
-            say(f"nothing to resend in {cohort}: no sent, live invites")
+            left_out = f" (not resent: {held.describe()})" if held and held.total else ""
+            say(f"nothing to resend in {cohort}: no sent, live invites{left_out}")
             return
         senders = open_senders(app, chosen, stack, min(connections, len(invites)), first=conn)
         with progress_bar(len(invites), "resending") as advance, stop_on_interrupt() as stopped:
@@ -324,5 +326,5 @@ def resend(
                 on_progress=advance,
                 should_stop=stopped,
             )
-    report_delivery(outcome, 0, chosen.outbox)
+    report_delivery(outcome, held.total if held else 0, chosen.outbox, held)
     finish_delivery(outcome)

@@ -136,6 +136,15 @@ def held_back(conn: psycopg.Connection[Any], cohort: str, retry_uncertain: bool)
     )
 
 
+def held_back_from_resend(conn: psycopg.Connection[Any], cohort: str) -> HeldBack:
+    """What `resend --cohort` leaves alone: sent, live invites whose address is suppressed, and
+    those that bounced."""
+    return HeldBack(
+        bounced=count(conn, cohort, condition(Status.BOUNCED)),
+        suppressed=suppression.skipped_by_reason(conn, cohort, condition(Status.SENT)),
+    )
+
+
 def count(conn: psycopg.Connection[Any], cohort: str, which: sql.Composable) -> int:
     query = sql.SQL("SELECT count(*) FROM public.beta_invites WHERE cohort = %s AND {}")
     row = conn.execute(query.format(which), (cohort,)).fetchone()
