@@ -60,7 +60,7 @@ def test_a_refusal_for_good_bounces_and_a_rerun_leaves_it_alone(
         assert outcomes(conn)["person1@example.com"] == (
             False,
             "bounced",
-            "550 5.1.1 <<recipient>>: mailbox unavailable",  # the address is not kept
+            "550 5.1.1 <recipient>: mailbox unavailable",  # the address is not kept
         )
         assert suppressed(conn) == sorted(
             [
@@ -181,7 +181,7 @@ def test_bounces_import_matches_records_suppresses_and_imports_once(
     bounced = sorted(e for e, (_, outcome, _) in outcomes(conn).items() if outcome == "bounced")
     assert bounced == [f"person{i}@example.com" for i in (0, 1, 2, 3, 4, 7)]
     assert outcomes(conn)["person0@example.com"][2] == (
-        "5.1.1 smtp; 550 5.1.1 <<recipient>>: Recipient address rejected: User unknown in"
+        "5.1.1 smtp; 550 5.1.1 <recipient>: Recipient address rejected: User unknown in"
         " virtual mailbox table"
     )
     reasons = {row[0]: row[1] for row in suppressed(conn)}
@@ -333,6 +333,9 @@ def test_html_part_escapes_values_and_headers_offer_unsubscribe(
     )
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Date"] and message["Message-ID"]
+    # As the README says: no line of the message over 78 characters, headers included.
+    (raw,) = server.recorder.raw
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
 
 
 def test_a_cohort_name_cannot_inject_html_or_headers(invites: Invoke, tmp_path: Path) -> None:

@@ -169,13 +169,13 @@ def test_a_refusal_is_recorded_without_the_address(
     assert status_of(conn, "ada@example.com") == (
         False,
         "bounced",
-        "550 5.1.1 <<recipient>>: no such user",
+        "550 5.1.1 <recipient>: no such user",
     )
     assert invites("list", "--status", "unsent", "--format", "csv").stdout.count("\n") == 1
     row = conn.execute("SELECT code FROM beta_invites").fetchone()
     assert row is not None
     shown = invites("show", "--format", "json", row[0])
-    assert json.loads(shown.stdout)[0]["delivery_reply"] == "550 5.1.1 <<recipient>>: no such user"
+    assert json.loads(shown.stdout)[0]["delivery_reply"] == "550 5.1.1 <recipient>: no such user"
 
 
 def test_a_server_that_never_answers_changes_nothing(

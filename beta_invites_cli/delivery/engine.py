@@ -653,7 +653,9 @@ def record_bounce(conn: psycopg.Connection[Any], invite: Pending, exc: DeliveryF
 def without_address(reply: str, email: str) -> str:
     """A server reply with the recipient's address taken out: it is kept after the sweep."""
     local = email.rpartition("@")[0]
-    pattern = re.escape(local) + r"@[^\s>\]\)\"',;]+"
+    # With its angle brackets, when the server wrote them (<ada@example.com>), so that the
+    # reply reads `<recipient>`, not `<<recipient>>`.
+    pattern = r"<?" + re.escape(local) + r"@[^\s>\]\)\"',;]+>?"
     return re.sub(pattern, "<recipient>", reply, flags=re.IGNORECASE)[:1000]
 
 

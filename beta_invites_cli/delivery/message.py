@@ -125,7 +125,11 @@ class Unsubscribe:
         # A structured header: folded between its URLs, never encoded (RFC 2369). Both were
         # checked at start to be ASCII without spaces or line breaks.
         value = f",{CRLF} ".join(targets)
-        lines = [f"List-Unsubscribe: {value}"]
+        first = f"List-Unsubscribe: {targets[0]}" + ("," if len(targets) > 1 else "")
+        # Folded after the colon too when the first URL would make its line longer than 78
+        # characters (RFC 5322's recommended limit): every line then holds one URL.
+        fold = CRLF if len(first) > 78 else ""
+        lines = [f"List-Unsubscribe:{fold} {value}"]
         if self.url:
             lines.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
         return lines
