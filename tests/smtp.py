@@ -131,6 +131,7 @@ class Tls:
     mode: str
     context: ssl.SSLContext  # the server's certificate chain and key
     users: dict[str, str] = field(default_factory=dict)  # AUTH accepts these; required if any
+    mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")  # the AUTH mechanisms offered
 
 
 class SmtpServer:
@@ -151,6 +152,7 @@ class SmtpServer:
                 # aiosmtpd counts only STARTTLS as TLS; an implicit-TLS session is TLS throughout.
                 auth_require_tls=tls.mode == "starttls",
                 authenticator=self._authenticate,
+                auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in tls.mechanisms],
             )
         self.controller = Controller(
             self.recorder,

@@ -84,6 +84,24 @@ def test_sends_over_tls_with_a_private_ca(
     assert set(server.recorder.helo_names) == {"example.com"}
 
 
+def test_auth_login_sends_the_user_then_the_password(
+    invites: Invoke, conn: psycopg.Connection[Any], ca: trustme.CA, ca_file: str
+) -> None:
+    tls = Tls("starttls", server_context(ca), {USER: PASSWORD}, mechanisms=("LOGIN",))
+    with SmtpServer(tls=tls) as server:
+        result = send(
+            invites,
+            server.url_with(USER, PASSWORD),
+            "--email",
+            "ada@example.org",
+            "--connections",
+            "1",
+            INVITES_SMTP_CA_FILE=ca_file,
+        )
+        assert result.exit_code == 0, result.stderr
+        assert server.recorder.logins == [USER]
+
+
 def test_eight_connections_over_tls(
     invites: Invoke, conn: psycopg.Connection[Any], ca_file: str, implicit: SmtpServer
 ) -> None:

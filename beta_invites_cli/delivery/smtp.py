@@ -186,6 +186,8 @@ class _Smtp(smtplib.SMTP):
         them as ASCII, so a password with a non-ASCII character could never log in)."""
         mechanism = mechanism.upper()
         initial = authobject() if initial_response_ok else None
+        # smtplib's auth_login tells the user name from the password by this count.
+        self._auth_challenge_count = 1 if initial is not None else 0
         if initial is not None:
             code, reply = self.docmd("AUTH", f"{mechanism} {_base64(initial)}")
         else:
@@ -193,6 +195,7 @@ class _Smtp(smtplib.SMTP):
         for _ in range(5):  # smtplib's own bound on challenges
             if code != 334:
                 break
+            self._auth_challenge_count += 1
             code, reply = self.docmd(_base64(authobject(base64.decodebytes(reply))))
         if code in (235, 503):
             return code, reply
