@@ -80,10 +80,10 @@ class EventFilters:
 
 
 def _query(
-    filters: EventFilters, limit: int | None, *, for_csv: bool = False
+    filters: EventFilters, limit: int | None, *, export: str | None = None
 ) -> tuple[sql.Composed, dict[str, Any]]:
     where, params = filters.where()
-    if for_csv:
+    if export == "csv":
         columns = {
             "at": exporting.ISO.format(sql.SQL("e.at")),
             "cohort": exporting.CSV_SAFE.format(sql.SQL("i.cohort")),
@@ -93,6 +93,9 @@ def _query(
     else:
         columns = {key: sql.SQL(f"e.{key}") for key in ("at", "actor", "detail")}
         columns["cohort"] = sql.SQL("i.cohort")
+        if export == "json":
+            # PostgreSQL's JSON drops trailing zeros of the fraction: one shape, as in CSV.
+            columns["at"] = exporting.ISO.format(sql.SQL("e.at"))
     return EVENTS.format(where=where, **columns), {**params, "limit": limit}
 
 
@@ -111,7 +114,7 @@ def events(
 def export_csv(
     conn: psycopg.Connection[Any], filters: EventFilters, out: IO[bytes], *, limit: int | None
 ) -> int:
-    query, params = _query(filters, limit, for_csv=True)
+    query, params = _query(filters, limit, export="csv")
     return exporting.copy_csv(conn, query, params, out)
 
 
@@ -123,7 +126,7 @@ def export_json(
     limit: int | None,
     lines: bool,
 ) -> int:
-    query, params = _query(filters, limit)
+    query, params = _query(filters, limit, export="json")
     return exporting.copy_json(conn, query, params, out, lines=lines)
 
 
