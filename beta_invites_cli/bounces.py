@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from beta_invites_cli import suppression
 from beta_invites_cli.database import act
-from beta_invites_cli.delivery.engine import without_address
+from beta_invites_cli.delivery.recording import without_address
 from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError
 

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from psycopg import sql
 
-from beta_invites_cli.delivery import engine
+from beta_invites_cli.delivery import engine, selection
 from beta_invites_cli.delivery.channel import Letterhead
 from beta_invites_cli.filters import COHORT_MATCHES, like_pattern
 from beta_invites_cli.status import Status, condition
@@ -137,8 +137,8 @@ def due(conn: psycopg.Connection[Any], cohort_pattern: str, steps: list[Step]) -
 
 def listed(
     conn: psycopg.Connection[Any], cohort_pattern: str, steps: list[Step]
-) -> Iterator[engine.Pending]:
-    return engine.candidates(conn, REMINDABLE, parameters(cohort_pattern, steps))
+) -> Iterator[selection.Pending]:
+    return selection.candidates(conn, REMINDABLE, parameters(cohort_pattern, steps))
 
 
 def remind(
@@ -162,7 +162,7 @@ def remind(
 
     return engine.deliver(
         senders,
-        engine.candidates(reader, REMINDABLE, params),
+        selection.candidates(reader, REMINDABLE, params),
         REMINDABLE,
         params,
         letterhead,

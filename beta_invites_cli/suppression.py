@@ -26,7 +26,7 @@ from beta_invites_cli.recipients import BadAddress, normalise_email
 if TYPE_CHECKING:
     import psycopg
 
-REASONS = ("bounced", "unsubscribed", "complained", "manual")
+REASONS = ("bounced", "soft-bounced", "unsubscribed", "complained", "manual")
 
 # Composed into every query that picks invites to email.
 NOT_SUPPRESSED = sql.SQL(

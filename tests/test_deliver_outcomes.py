@@ -44,7 +44,7 @@ def test_a_refusal_for_good_bounces_and_a_rerun_leaves_it_alone(
     behaviour = Behaviour(
         refuse={
             "person1@example.com": "550 5.1.1 <person1@example.com>: mailbox unavailable",
-            "person2@example.com": "554 5.7.1 rejected at RCPT",
+            "person2@example.com": "550 5.2.1 account disabled",
         }
     )
     with SmtpServer(behaviour) as server:
@@ -52,9 +52,10 @@ def test_a_refusal_for_good_bounces_and_a_rerun_leaves_it_alone(
         assert first.exit_code == 0, first.stderr
         *bounced, summary = first.stderr.splitlines()[-3:]
         assert sorted(bounced) == [  # in the order they were sent: issue order, then id
-            "bounced: person1@example.com: 550 5.1.1 <person1@example.com>: mailbox unavailable;"
+            "bounced: person1@example.com: 550 5.1.1 <person1@example.com>: mailbox unavailable"
+            " (recipient-gone); never sent again",
+            "bounced: person2@example.com: 550 5.2.1 account disabled (recipient-gone);"
             " never sent again",
-            "bounced: person2@example.com: 554 5.7.1 rejected at RCPT; never sent again",
         ]
         assert summary == "sent 2, failed 0, bounced 2, skipped 0"
         assert outcomes(conn)["person1@example.com"] == (
@@ -101,7 +102,10 @@ def test_a_refusal_for_now_is_tried_again_and_exits_1(
         assert conn.execute(
             "SELECT e.kind, e.detail FROM beta_invites_events e JOIN beta_invites i"
             " ON i.id = e.invite_id WHERE i.email = 'person0@example.com' ORDER BY e.id"
-        ).fetchall() == [("issued", None), ("delivery_failed", {"reply_code": "452 4.2.2"})]
+        ).fetchall() == [
+            ("issued", None),
+            ("delivery_failed", {"reply_code": "452 4.2.2", "class": "soft"}),
+        ]
         server.recorder.behaviour.refuse.clear()
         again = invites("send --cohort press-x", env=smtp_env(server))
         assert again.exit_code == 0

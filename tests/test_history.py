@@ -143,7 +143,7 @@ def test_bounces_and_failures_keep_the_reply_code_not_the_text(
     gone = events(conn, code_of(conn, "gone@example.com"))
     assert [(kind, detail) for kind, _, detail in gone] == [
         ("issued", None),
-        ("bounced", {"reply_code": "550 5.1.1"}),
+        ("bounced", {"reply_code": "550 5.1.1", "class": "recipient-gone"}),
     ]
     # A refusal for now: tests/test_deliver_outcomes.py (it waits out the retries).
 

@@ -300,7 +300,7 @@ def test_resend_rechecks_each_invite_while_it_is_in_flight(
     invites: Invoke, db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
     """An invite revoked after resend listed it is not mailed."""
-    from beta_invites_cli.delivery import engine
+    from beta_invites_cli.delivery import resending
     from beta_invites_cli.delivery.channel import Letterhead
     from beta_invites_cli.delivery.outbox import OutboxTransport
     from beta_invites_cli.template import load
@@ -312,7 +312,7 @@ def test_resend_rechecks_each_invite_while_it_is_in_flight(
             ).exit_code
             == 0
         )
-    listed = engine.resendable(conn, cohort="c")
+    listed = resending.resendable(conn, cohort="c")
     assert len(listed) == 2
     gone = codes_in_db(conn, "c")["gone@example.com"]
     assert invites("revoke", gone).exit_code == 0
@@ -320,7 +320,7 @@ def test_resend_rechecks_each_invite_while_it_is_in_flight(
     transport = OutboxTransport(tmp_path / "again")
     transport.connect()
     with psycopg.connect(db_url, autocommit=True) as second:
-        outcome = engine.resend([((conn, second), transport)], listed, head)
+        outcome = resending.resend([((conn, second), transport)], listed, head)
     assert outcome.sent == 1
     assert [email for email, _ in outcome.failed] == ["gone@example.com"]
     assert [p.name for p in (tmp_path / "again").iterdir()] == [

@@ -112,7 +112,8 @@ def test_550_bounces_one_and_451_is_retried(
         )
         assert result.exit_code == 0
         assert result.stderr.splitlines()[-2:] == [
-            "bounced: person1@example.com: 550 5.1.1 mailbox unavailable; never sent again",
+            "bounced: person1@example.com: 550 5.1.1 mailbox unavailable (recipient-gone);"
+            " never sent again",
             "sent 4, failed 0, bounced 1, skipped 0",
         ]
         assert server.recorder.rcpt_attempts["person3@example.com"] == 2

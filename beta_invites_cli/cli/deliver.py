@@ -28,7 +28,7 @@ from beta_invites_cli.cli.common import (
 )
 from beta_invites_cli.cli.issue import prepare, report_issue
 from beta_invites_cli.cli.options import delivery_options, issue_options, pace_options
-from beta_invites_cli.delivery import channel, engine
+from beta_invites_cli.delivery import channel, engine, resending, selection
 from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.exits import ExitCode
 from beta_invites_cli.status import Status, condition
@@ -124,11 +124,11 @@ def send(
                 pass
             if request.given:
                 report_issue(request, issued)
-            held_back = engine.held_back(reader, cohort, retry_uncertain)
+            held_back = selection.held_back(reader, cohort, retry_uncertain)
             outcome = deliver(
                 senders, reader, cohort, head, limit, rate, retry_uncertain, max_errors
             )
-            earlier = 0 if retry_uncertain else engine.count(reader, cohort, UNCERTAIN)
+            earlier = 0 if retry_uncertain else selection.count(reader, cohort, UNCERTAIN)
         earlier -= len(outcome.uncertain)
         if earlier > 0:
             warn(
@@ -181,7 +181,7 @@ def deliver(
     retry_uncertain: bool,
     max_errors: int,
 ) -> engine.DeliveryResult:
-    total = engine.count(reader, cohort, engine.sendable(retry_uncertain))
+    total = selection.count(reader, cohort, selection.sendable(retry_uncertain))
     total = min(total, limit) if limit else total
     with progress_bar(total, f"sending {cohort}") as advance, stop_on_interrupt() as stopped:
         return engine.deliver_cohort(
@@ -224,7 +224,7 @@ def show_preview(
         conn, request, force=force, dry_run=True, include_suppressed=include_suppressed
     ) as would_issue:
         pass
-    preview = engine.preview(
+    preview = selection.preview(
         conn,
         request.cohort,
         head,
@@ -249,7 +249,7 @@ def report_delivery(
     outcome: engine.DeliveryResult,
     skipped: int,
     outbox: Path | None,
-    held_back: engine.HeldBack | None = None,
+    held_back: selection.HeldBack | None = None,
     *,
     noun: str = "sent",
 ) -> None:
@@ -275,7 +275,7 @@ def report_delivery(
         )
 
 
-def refusal_line(refusal: engine.Refusal) -> str:
+def refusal_line(refusal: resending.Refusal) -> str:
     """The domain's reason, and the command that sends a first message still owed."""
     line = f"{refusal.code} {refusal.why}"
     if refusal.status == Status.UNSENT:
@@ -308,17 +308,17 @@ def resend(
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(app.database.connect(autocommit=True))
         try:
-            invites = engine.resendable(conn, codes=codes, cohort=cohort)
-        except engine.NotResendable as exc:
+            invites = resending.resendable(conn, codes=codes, cohort=cohort)
+        except resending.NotResendable as exc:
             raise Problems([*map(refusal_line, exc.refusals), "nothing was resent"]) from None
-        held = engine.held_back_from_resend(conn, cohort) if cohort is not None else None
+        held = selection.held_back_from_resend(conn, cohort) if cohort is not None else None
         if not invites:
             left_out = f" (not resent: {held.describe()})" if held and held.total else ""
             say(f"nothing to resend in {cohort}: no sent, live invites{left_out}")
             return
         senders = open_senders(app, chosen, stack, min(connections, len(invites)), first=conn)
         with progress_bar(len(invites), "resending") as advance, stop_on_interrupt() as stopped:
-            outcome = engine.resend(
+            outcome = resending.resend(
                 senders,
                 invites,
                 head,

@@ -18,7 +18,7 @@ from beta_invites_cli.cli.deliver import (
     report_delivery,
 )
 from beta_invites_cli.cli.options import DurationType, delivery_options, pace_options
-from beta_invites_cli.delivery import engine
+from beta_invites_cli.delivery import selection
 
 
 @click.command(
@@ -92,7 +92,7 @@ def remind(
         if dry_run:
             first = next(reminding.listed(reader, cohort_pattern, steps), None)
             if first is not None:
-                letter = engine.compose(head, first)
+                letter = selection.compose(head, first)
                 click.echo(letter.data.decode("utf-8", "replace").replace("\r\n", "\n"))
             count = min(total, limit or total)
             say(f"dry run: would send {count} reminder(s){held}; nothing was sent")

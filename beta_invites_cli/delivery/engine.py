@@ -6,59 +6,49 @@ command delivers it next time, with the same code; at most the one message in fl
 process died can arrive twice. Concurrent runs skip each other's locked rows (SKIP LOCKED), so
 nobody is emailed twice by two operators either. A message whose fate is unknown (the server
 never answered the end of DATA) is recorded as `uncertain` and not sent again unless the
-operator asks for it. One refused for now (4xx after the retries) is recorded as `failed` and
-tried again by the next run; one refused for good (5xx) as `bounced`, never tried again, and
-its address joins the suppression list. Suppressed addresses are never emailed.
+operator asks for it. A refusal is recorded by its class (recording.py, refusals.py): only an
+address that does not exist is bounced and suppressed at once; a refusal that is the sender's
+fault suppresses nobody and, repeated, pauses its receiving domain (pause.SenderPause).
+Suppressed addresses are never emailed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from psycopg import sql
 from psycopg.rows import class_row
 
-from beta_invites_cli import suppression
-from beta_invites_cli.codes import new_code
 from beta_invites_cli.database import act
 from beta_invites_cli.delivery.channel import Letterhead
-from beta_invites_cli.delivery.message import Letter, build_letter
+from beta_invites_cli.delivery.pause import ADVICE, AutoPause, SenderPause
+from beta_invites_cli.delivery.recording import (
+    DEFAULT_POLICY,
+    Record,
+    RefusalPolicy,
+    record_failure,
+    record_refusal,
+    record_sent,
+    without_address,
+)
+from beta_invites_cli.delivery.refusals import Kind, domain_of
+from beta_invites_cli.delivery.selection import Pending, compose, sendable, unsent
 from beta_invites_cli.delivery.transport import DeliveryFailed, DeliveryUncertain, Transport
-from beta_invites_cli.errors import InvitesError, ValidationFailed
-from beta_invites_cli.host import find_many
-from beta_invites_cli.lifecycle import normalised_codes, when
-from beta_invites_cli.status import Status, condition
-from beta_invites_cli.suppression import NOT_SUPPRESSED
-from beta_invites_cli.template import signup_link
+from beta_invites_cli.errors import InvitesError
 
 if TYPE_CHECKING:
     import psycopg
 
-PAGE = 500
 DEFAULT_MAX_ERRORS = 10
 # A server that leaves this many messages in a row without an answer is not answering at all.
 MAX_UNCERTAIN_IN_A_ROW = 3
-
-
-@dataclass(frozen=True)
-class Pending:
-    """An invite whose message is to be sent."""
-
-    id: UUID
-    code: str
-    email: str
-    cohort: str
-    expires_at: datetime
-    created_at: datetime | None = None  # for paging through a cohort in issue order
 
 
 @dataclass
@@ -69,128 +59,8 @@ class DeliveryResult:
     uncertain: list[tuple[str, str]] = field(default_factory=list)  # (email, reason)
     interrupted: bool = False
     aborted: str | None = None
-
-
-def compose(letterhead: Letterhead, invite: Pending) -> Letter:
-    """The message for one invite; raises DeliveryFailed when its address cannot be written."""
-    rendered = letterhead.template.render(
-        code=invite.code,
-        link=signup_link(letterhead.signup_url, invite.code),
-        cohort=invite.cohort,
-        expires_at=invite.expires_at,
-        email=invite.email,
-    )
-    try:
-        return build_letter(
-            sender=letterhead.sender,
-            reply_to=letterhead.reply_to,
-            to=invite.email,
-            subject=rendered.subject,
-            body=rendered.text,
-            html=rendered.html,
-            name=invite.code,
-            unsubscribe=letterhead.unsubscribe,
-        )
-    except (ValueError, UnicodeError) as exc:
-        raise DeliveryFailed(f"the address cannot be put on the wire: {exc}") from None
-
-
-def sendable(retry_uncertain: bool) -> sql.Composable:
-    """Which invites `send` emails: unsent ones (uncertain ones only when asked), never a
-    suppressed address."""
-    return sql.SQL("{} AND {}").format(unsuppressed(retry_uncertain), NOT_SUPPRESSED)
-
-
-def unsuppressed(retry_uncertain: bool) -> sql.Composable:
-    """What `send` would email if no address were suppressed."""
-    if retry_uncertain:
-        return sql.SQL("({} OR {})").format(condition(Status.UNSENT), condition(Status.UNCERTAIN))
-    return condition(Status.UNSENT)
-
-
-@dataclass(frozen=True)
-class HeldBack:
-    """The invites of a cohort that `send` leaves alone on purpose."""
-
-    bounced: int
-    suppressed: dict[str, int]  # by reason
-
-    @property
-    def total(self) -> int:
-        return self.bounced + sum(self.suppressed.values())
-
-    def describe(self) -> str:
-        parts = []
-        if self.suppressed:
-            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(self.suppressed.items()))
-            parts.append(f"{sum(self.suppressed.values())} suppressed ({reasons})")
-        if self.bounced:
-            parts.append(f"{self.bounced} bounced earlier")
-        return "; ".join(parts)
-
-
-def held_back(conn: psycopg.Connection[Any], cohort: str, retry_uncertain: bool) -> HeldBack:
-    return HeldBack(
-        bounced=count(conn, cohort, condition(Status.BOUNCED)),
-        suppressed=suppression.skipped_by_reason(conn, cohort, unsuppressed(retry_uncertain)),
-    )
-
-
-def held_back_from_resend(conn: psycopg.Connection[Any], cohort: str) -> HeldBack:
-    """What `resend --cohort` leaves alone: sent, live invites whose address is suppressed, and
-    those that bounced."""
-    return HeldBack(
-        bounced=count(conn, cohort, condition(Status.BOUNCED)),
-        suppressed=suppression.skipped_by_reason(conn, cohort, condition(Status.SENT)),
-    )
-
-
-def count(conn: psycopg.Connection[Any], cohort: str, which: sql.Composable) -> int:
-    query = sql.SQL("SELECT count(*) FROM public.beta_invites WHERE cohort = %s AND {}")
-    row = conn.execute(query.format(which), (cohort,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-PAGE_QUERY = sql.SQL(
-    """
-    SELECT id, code, email, cohort, expires_at, created_at
-      FROM public.beta_invites
-     WHERE {where}
-       AND (%(after_created)s::timestamptz IS NULL
-            OR (created_at, id) > (%(after_created)s, %(after_id)s::uuid))
-     ORDER BY created_at, id
-     LIMIT %(page)s
-    """
-)
-
-
-def unsent(
-    conn: psycopg.Connection[Any], cohort: str, *, retry_uncertain: bool = False
-) -> Iterator[Pending]:
-    """Sendable invites of the cohort in issue order, a page at a time (keyset paging)."""
-    where = sql.SQL("cohort = %(cohort)s AND {}").format(sendable(retry_uncertain))
-    return candidates(conn, where, {"cohort": cohort})
-
-
-def candidates(
-    conn: psycopg.Connection[Any], where: sql.Composable, params: dict[str, Any]
-) -> Iterator[Pending]:
-    """The invites matching `where`, in issue order, a page at a time (keyset paging)."""
-    query = PAGE_QUERY.format(where=where)
-    last: Pending | None = None
-    cursor = conn.cursor(row_factory=class_row(Pending))
-    while True:
-        params = {
-            **params,
-            "after_created": last.created_at if last else None,
-            "after_id": last.id if last else None,
-            "page": PAGE,
-        }
-        page = cursor.execute(query, params).fetchall()
-        yield from page
-        if len(page) < PAGE:
-            return
-        last = page[-1]
+    paused: list[str] = field(default_factory=list)  # receiving domains paused, and why
+    held: int = 0  # left unsent because their domain was paused
 
 
 Connections = tuple["psycopg.Connection[Any]", "psycopg.Connection[Any]"]
@@ -206,6 +76,7 @@ def deliver_cohort(
     rate: float | None = None,
     retry_uncertain: bool = False,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    policy: RefusalPolicy = DEFAULT_POLICY,
     on_progress: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
@@ -227,6 +98,7 @@ def deliver_cohort(
         limit=limit,
         rate=rate,
         max_errors=max_errors,
+        policy=policy,
         on_progress=on_progress,
         should_stop=should_stop,
     )
@@ -244,6 +116,7 @@ def deliver(
     limit: int | None = None,
     rate: float | None = None,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    policy: RefusalPolicy = DEFAULT_POLICY,
     on_progress: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
@@ -251,12 +124,19 @@ def deliver(
     `which` (with `params`) once locked, over every sender at once; `record` writes what an
     accepted message changes (by default: sent)."""
     shared = _Shared(
-        listed, limit=limit, rate=rate, pause=AutoPause(max_errors), should_stop=should_stop
+        listed,
+        limit=limit,
+        rate=rate,
+        pause=AutoPause(max_errors),
+        sender_pause=SenderPause(policy.max_sender_refusals),
+        should_stop=should_stop,
     )
     runs = [
         _Run(conns, letterhead, transport, which, params, on_progress, shared, record, on_changed)
         for conns, transport in senders
     ]
+    for run in runs:
+        run.policy = policy
     return _run_all(runs, shared)
 
 
@@ -287,6 +167,8 @@ def _merged(results: list[DeliveryResult], shared: _Shared) -> DeliveryResult:
         merged.uncertain += result.uncertain
         merged.aborted = merged.aborted or result.aborted
     merged.aborted = merged.aborted or shared.pause.reason
+    merged.paused = shared.sender_pause.lines()
+    merged.held = shared.held
     merged.interrupted = shared.interrupted
     return merged
 
@@ -301,6 +183,7 @@ class _Shared:
         limit: int | None,
         rate: float | None,
         pause: AutoPause,
+        sender_pause: SenderPause,
         should_stop: Callable[[], bool],
     ) -> None:
         self.lock = threading.Lock()
@@ -309,6 +192,8 @@ class _Shared:
         self.claimed = 0
         self.pace = _Pace(rate)
         self.pause = pause
+        self.sender_pause = sender_pause
+        self.held = 0
         self.should_stop = should_stop
         self.stopped = False
         self.interrupted = False
@@ -316,21 +201,26 @@ class _Shared:
 
     def next_candidate(self) -> Pending | None:
         with self.lock:
-            if self.stopped or self.pause.reason is not None:
+            if self.stopped or self._paused():
                 return None
             if self.should_stop():
                 self.interrupted = self.stopped = True
                 return None
-            candidate = next(self.candidates, None)
-            if candidate is None:
-                self.stopped = True
-            return candidate
+            while (candidate := next(self.candidates, None)) is not None:
+                if not self.sender_pause.is_paused(domain_of(candidate.email)):
+                    return candidate
+                self.held += 1  # its domain refuses us: left unsent for the next run
+            self.stopped = True
+            return None
+
+    def _paused(self) -> bool:
+        return self.pause.reason is not None or self.sender_pause.stops_run()
 
     def halted(self) -> bool:
         """Whether no further message may start: paused, or asked to stop (Ctrl-C). An invite
         locked ahead is then released unsent."""
         with self.lock:
-            if self.pause.reason is not None:
+            if self._paused():
                 return True
             if self.should_stop():
                 self.interrupted = self.stopped = True
@@ -355,36 +245,6 @@ class _Shared:
         with self.lock:
             self.uncertain_in_a_row = self.uncertain_in_a_row + 1 if add else 0
             return self.uncertain_in_a_row
-
-
-class AutoPause:
-    """Stops a run after `limit` failed deliveries in a row: a relay that refuses everything,
-    or a list of dead addresses, must not burn the sender's reputation (listmonk's
-    max_send_errors). What was not attempted stays unsent for the next run."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_a_row = 0
-        self.reason: str | None = None
-        self._lock = threading.Lock()
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self.in_a_row = 0
-
-    def failed(self, result: DeliveryResult) -> bool:
-        """Count one failure; False (and why, in result.aborted) when the run must stop."""
-        with self._lock:
-            self.in_a_row += 1
-            if self.in_a_row < self.limit and self.reason is None:
-                return True
-            self.reason = self.reason or (
-                f"{self.in_a_row} deliveries in a row failed: stopped to protect the sender's "
-                "reputation; the rest stay unsent (check the failures, then run again; "
-                "--max-errors sets the limit)"
-            )
-            result.aborted = self.reason
-            return False
 
 
 class _Pace:
@@ -444,7 +304,8 @@ class _Run:
         record: Record | None = None,
         on_changed: Callable[[Pending, DeliveryResult], None] | None = None,
     ) -> None:
-        self.record = record or _record_sent
+        self.record = record or record_sent
+        self.policy = DEFAULT_POLICY
         self.params = params
         self.on_changed = on_changed
         self.conns = conns
@@ -572,15 +433,7 @@ class _Run:
             self.settle()
         except DeliveryFailed as exc:
             self.settle()
-            if exc.permanent:
-                record_bounce(conn, invite, exc)
-                conn.execute("COMMIT")
-                self.on_progress()
-                self.result.bounced.append((invite.email, str(exc)))
-            else:
-                self._record(conn, invite, "failed", str(exc))
-                self.result.failed.append((invite.email, str(exc)))
-            return self.pause.failed(self.result), None
+            return self.refused(conn, invite, exc), None
         except DeliveryUncertain as exc:
             self.settle()
             self._record(conn, invite, "uncertain", str(exc))
@@ -602,199 +455,53 @@ class _Run:
         self.pause.succeeded()
         return True, letter.message_id
 
+    def refused(self, conn: psycopg.Connection[Any], invite: Pending, exc: DeliveryFailed) -> bool:
+        """Record a refusal by its class, and whether the run goes on."""
+        refusal = exc.refusal
+        if refusal is None and not exc.permanent:
+            self._record(conn, invite, "failed", str(exc))
+            self.result.failed.append((invite.email, str(exc)))
+            return self.pause.failed()
+        recorded = record_refusal(
+            conn,
+            invite.id,
+            invite.email,
+            str(exc),
+            refusal,
+            policy=self.policy,
+            source="send",
+            sender_fault=exc.sender_fault,
+        )
+        conn.execute("COMMIT")
+        self.on_progress()
+        why = str(exc)
+        if refusal is not None:
+            fault = refusal.kind is Kind.SENDER_REFUSED or exc.sender_fault
+            why += f" ({refusal.kind.value}{': not suppressed' if fault else ''})"
+        if recorded.suppressed == "soft-bounced":
+            why += f": refused on {self.policy.soft_bounce_limit} days, suppressed (soft-bounced)"
+        (
+            self.result.bounced if recorded.bounced or recorded.suppressed else self.result.failed
+        ).append((invite.email, why))
+        if exc.sender_fault:
+            self.pause.stop(
+                f"the mail server {self.transport.description} refused the sender at MAIL FROM:"
+                f" {exc}: {ADVICE}"
+            )
+            return False
+        if refusal is not None and refusal.kind is Kind.SENDER_REFUSED:
+            where = f"the relay {self.transport.description}" if refusal.relay else None
+            reply = without_address(str(exc), invite.email)
+            self.shared.sender_pause.refused(
+                where or domain_of(invite.email), reply, relay=where is not None
+            )
+            return not self.shared.sender_pause.stops_run()
+        return self.pause.failed()
+
     def _record(
         self, conn: psycopg.Connection[Any], invite: Pending, outcome: str, reply: str
     ) -> None:
         """Keep how the attempt ended (without the address), and release the row."""
-        conn.execute(
-            """
-            UPDATE public.beta_invites
-               SET delivery_outcome = %s, delivery_outcome_at = now(), delivery_reply = %s
-             WHERE id = %s
-            """,
-            (outcome, without_address(reply, invite.email), invite.id),
-        )
+        record_failure(conn, invite.id, invite.email, outcome, reply)
         conn.execute("COMMIT")
         self.on_progress()
-
-
-# Writes what an accepted message changes, in the transaction that holds its invite.
-Record = Callable[["psycopg.Connection[Any]", UUID, str], None]
-
-
-def _record_sent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
-    conn.execute(
-        """
-        UPDATE public.beta_invites
-           SET sent_at = now(), message_id = %s, delivery_outcome = NULL,
-               delivery_outcome_at = NULL, delivery_reply = NULL
-         WHERE id = %s
-        """,
-        (message_id, invite_id),
-    )
-
-
-def record_bounce(conn: psycopg.Connection[Any], invite: Pending, exc: DeliveryFailed) -> None:
-    """A refusal for good: the invite is `bounced` (not sent again) and, when the server refused
-    the address itself, the address is suppressed. In the caller's transaction."""
-    reply = without_address(str(exc), invite.email)
-    conn.execute(
-        """
-        UPDATE public.beta_invites
-           SET delivery_outcome = 'bounced', delivery_outcome_at = now(), delivery_reply = %s
-         WHERE id = %s
-        """,
-        (reply, invite.id),
-    )
-    if exc.bounce:
-        suppression.add(conn, [invite.email], reason="bounced", source="send", detail=reply)
-
-
-def without_address(reply: str, email: str) -> str:
-    """A server reply with the recipient's address taken out: it is kept after the sweep."""
-    local = email.rpartition("@")[0]
-    # With its angle brackets, when the server wrote them (<ada@example.com>), so that the
-    # reply reads `<recipient>`, not `<<recipient>>`.
-    pattern = r"<?" + re.escape(local) + r"@[^\s>\]\)\"',;]+>?"
-    return re.sub(pattern, "<recipient>", reply, flags=re.IGNORECASE)[:1000]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why resend refused a named code."""
-
-    code: str
-    why: str
-    status: Status | None  # None: not a code we issued
-    cohort: str | None
-
-
-class NotResendable(ValidationFailed):
-    """Named codes resend refused; nothing was sent."""
-
-    def __init__(self, refusals: list[Refusal]) -> None:
-        self.refusals = refusals
-        super().__init__([f"{r.code} {r.why}" for r in refusals] + ["nothing was resent"])
-
-
-def resendable(
-    conn: psycopg.Connection[Any], *, codes: tuple[str, ...] = (), cohort: str | None = None
-) -> list[Pending]:
-    """The sent, live invites to email again; named codes that cannot be resent are refused."""
-    if cohort is not None:
-        query = sql.SQL(
-            """
-            SELECT id, code, email, cohort, expires_at FROM public.beta_invites
-             WHERE cohort = %s AND {sent} AND {not_suppressed}
-             ORDER BY created_at, id
-            """
-        ).format(sent=condition(Status.SENT), not_suppressed=NOT_SUPPRESSED)
-        return conn.cursor(row_factory=class_row(Pending)).execute(query, (cohort,)).fetchall()
-    wanted = normalised_codes(codes, outcome="nothing was resent")
-    found = find_many(conn, wanted)
-    refusals: list[Refusal] = []
-    result = []
-    for code in wanted:
-        invite = found.get(code)
-        if invite is None:
-            refusals.append(Refusal(code, "is not an invite code we issued", None, None))
-            continue
-        status = Status(invite.status)
-        why = {
-            Status.REDEEMED: f"was redeemed at {when(invite.used_at)}: not resent",
-            Status.REVOKED: f"was revoked at {when(invite.revoked_at)}: not resent",
-            Status.EXPIRED: f"expired at {when(invite.expires_at)}: not resent",
-            Status.UNCERTAIN: "may not have received its first message yet",
-            Status.UNSENT: "has not been sent yet",
-            Status.BOUNCED: "bounced: its address refused the message for good; not resent",
-        }.get(status)
-        if why is None and invite.email is not None:
-            ((_, entry),) = suppression.check(conn, [invite.email])
-            if entry is not None:
-                why = f"its address is suppressed ({entry.reason}): not resent"
-        if why is not None:
-            refusals.append(Refusal(code, why, status, invite.cohort))
-        else:
-            result.append(
-                Pending(invite.id, invite.code, invite.email, invite.cohort, invite.expires_at)
-            )
-    if refusals:
-        raise NotResendable(refusals)
-    return result
-
-
-def resend(
-    senders: list[tuple[Connections, Transport]],
-    invites: list[Pending],
-    letterhead: Letterhead,
-    *,
-    max_errors: int = DEFAULT_MAX_ERRORS,
-    on_progress: Callable[[], None] = lambda: None,
-    should_stop: Callable[[], bool] = lambda: False,
-) -> DeliveryResult:
-    """Email sent invites again, over every sender at once. Each is locked and re-checked while
-    its message is in flight, so an invite revoked, redeemed, anonymised or suppressed
-    meanwhile is not mailed; the new Message-ID is kept for bounce reports."""
-    which = sql.SQL("{} AND {}").format(condition(Status.SENT), NOT_SUPPRESSED)
-    return deliver(
-        senders,
-        iter(invites),
-        which,
-        {},
-        letterhead,
-        record=_record_resent,
-        on_changed=_changed_meanwhile,
-        max_errors=max_errors,
-        on_progress=on_progress,
-        should_stop=should_stop,
-    )
-
-
-def _record_resent(conn: psycopg.Connection[Any], invite_id: UUID, message_id: str) -> None:
-    conn.execute(
-        "UPDATE public.beta_invites SET message_id = %s WHERE id = %s", (message_id, invite_id)
-    )
-
-
-def _changed_meanwhile(listed: Pending, result: DeliveryResult) -> None:
-    why = "changed meanwhile (redeemed, revoked, expired, suppressed or being sent): not resent"
-    result.failed.append((listed.email, why))
-
-
-@dataclass(frozen=True)
-class Preview:
-    """What `send --dry-run` shows: the first message, and how many would go out."""
-
-    first: Letter | None
-    problem: str | None  # why the first message cannot be written
-    would_issue: int
-    would_skip: int
-    would_send: int
-
-
-def preview(
-    conn: psycopg.Connection[Any],
-    cohort: str,
-    letterhead: Letterhead,
-    first_new: Any,
-    new: int,
-    skipped: int,
-    *,
-    limit: int | None,
-    retry_uncertain: bool,
-) -> Preview:
-    """`new` invites a real run would issue first (not issued: a dry run), the first of them
-    `first_new`."""
-    total = count(conn, cohort, sendable(retry_uncertain)) + new
-    total = min(total, limit) if limit else total
-    first = next(unsent(conn, cohort, retry_uncertain=retry_uncertain), None)
-    if first is None and first_new is not None:
-        # Not issued yet: preview with a code drawn just for the preview.
-        first = Pending(UUID(int=0), new_code(), first_new.email, cohort, first_new.expires_at)
-    letter = problem = None
-    if first is not None:
-        try:
-            letter = compose(letterhead, first)
-        except DeliveryFailed as exc:
-            problem = str(exc)
-    return Preview(letter, problem, new, skipped, total)

@@ -3,7 +3,8 @@
 Every network step has a deadline (RFC 5321 section 4.5.3.2: five minutes for the greeting,
 MAIL and RCPT, ten for the reply to the end of DATA; INVITES_SMTP_TIMEOUT lowers them all),
 enforced by a watchdog that closes the socket, so a server that trickles bytes forever cannot
-hold us either. A 4xx reply is retried with back-off; a 5xx reply fails that recipient only; a
+hold us either. A 4xx reply is retried with back-off; a 5xx reply fails that message only, and
+what it means is read by refusals.classify (whose fault: the recipient's or ours); a
 connection dropped before the message was complete is opened again and the message retried.
 A connection lost while waiting for the reply to the end of DATA leaves the message's fate
 unknown: that raises DeliveryUncertain and the message is never sent again on our own.
@@ -29,6 +30,7 @@ from typing import Any
 
 from beta_invites_cli import urls
 from beta_invites_cli.delivery.message import Letter
+from beta_invites_cli.delivery.refusals import classify
 from beta_invites_cli.delivery.transport import DeliveryFailed, DeliveryUncertain
 from beta_invites_cli.errors import InvitesError
 
@@ -217,9 +219,10 @@ class _SmtpSsl(smtplib.SMTP_SSL, _Smtp):
 
 
 class _Reply(Exception):
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, *, at_mail: bool = False) -> None:
         self.code = code
         self.text = text
+        self.at_mail = at_mail  # the refusal of the sender, not of a recipient
 
 
 class SmtpTransport:
@@ -312,7 +315,7 @@ class SmtpTransport:
                     ) from None
                 reconnected = True
             except _Reply as reply:
-                attempt = self._retry_or_fail(reply.code, reply.text, attempt)
+                attempt = self._retry_or_fail(reply, attempt)
 
     def _transaction(
         self, smtp: smtplib.SMTP, letter: Letter, before_end: Callable[[], None] | None
@@ -336,7 +339,7 @@ class SmtpTransport:
             smtp.putcmd("mail", " ".join([f"FROM:<{letter.sender}>", *options]))
             code, reply = smtp.getreply()
             if code != 250:
-                raise _Reply(code, _text(reply))
+                raise _Reply(code, _text(reply), at_mail=True)
             smtp.putcmd("rcpt", f"TO:<{letter.to}>")
             code, reply = smtp.getreply()
             if code not in (250, 251):
@@ -368,13 +371,19 @@ class SmtpTransport:
         if code != 250:
             raise _Reply(code, _text(reply))
 
-    def _retry_or_fail(self, code: int, reply: str, attempt: int) -> int:
+    def _retry_or_fail(self, reply: _Reply, attempt: int) -> int:
+        """Try a 4xx again after a pause; a 5xx, or a 4xx after every retry, is a refusal."""
         self._reset()
-        if 400 <= code < 500 and attempt < len(self.retry_delays):
+        if 400 <= reply.code < 500 and attempt < len(self.retry_delays):
             time.sleep(self.retry_delays[attempt])
             return attempt + 1
-        permanent = 500 <= code < 600
-        raise DeliveryFailed(f"{code} {reply}", permanent=permanent, bounce=permanent)
+        text = f"{reply.code} {reply.text}"
+        raise DeliveryFailed(
+            text,
+            permanent=500 <= reply.code < 600,
+            refusal=classify(text),
+            sender_fault=reply.at_mail,
+        )
 
     def _reset(self) -> None:
         if self._smtp is not None and self._watchdog is not None:

@@ -6,16 +6,26 @@ from collections.abc import Callable
 from typing import Protocol
 
 from beta_invites_cli.delivery.message import Letter
+from beta_invites_cli.delivery.refusals import Refusal
 
 
 class DeliveryFailed(Exception):
-    """The server refused this one message: for good (`permanent`: a 5xx reply, an address that
-    cannot be written), or for now (a 4xx reply after every retry)."""
+    """The server refused this one message (`refusal`: its class; refusals.py), or it could not
+    be sent: for good (`permanent`: an address that cannot be written) or for now (a relay
+    without SMTPUTF8). `sender_fault`: refused at MAIL FROM, whoever the recipient."""
 
-    def __init__(self, reason: str, *, permanent: bool = True, bounce: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool = True,
+        refusal: Refusal | None = None,
+        sender_fault: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.permanent = permanent
-        self.bounce = bounce  # the server refused the address: never email it again
+        self.refusal = refusal
+        self.sender_fault = sender_fault
 
 
 class DeliveryUncertain(Exception):
