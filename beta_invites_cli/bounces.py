@@ -7,26 +7,37 @@ Exchange) are read field by field; the older free-text shapes ("Mail delivery fa
 (`report-type=feedback-report`, RFC 5965) suppress the address as `complained`.
 
 Each failed recipient is matched to its invite by the Message-ID its message went out with
-(quoted in the report), else by the recipient's address. A hard bounce (5.x.x) marks the invite
-`bounced` and suppresses the address; a soft one (4.x.x, "delayed") is only reported. Importing
-the same reports again changes nothing.
+(quoted in the report), else by the recipient's address, and recorded by the class of its
+refusal (delivery/refusals.py), as a refusal at send time is: only an address that does not
+exist is bounced and suppressed at once; a refusal that is the sender's fault suppresses
+nobody. A report that the server is still trying ("delayed") is only reported. Importing the
+same reports again changes nothing: a refusal counts for the day of its report.
 """
 
 from __future__ import annotations
 
 import mailbox
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beta_invites_cli import suppression
 from beta_invites_cli.database import act
-from beta_invites_cli.delivery.recording import without_address
+from beta_invites_cli.delivery.recording import (
+    DEFAULT_POLICY,
+    RefusalPolicy,
+    record_refusal,
+    without_address,
+)
+from beta_invites_cli.delivery.refusals import Kind, Refusal, classify
 from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError
 
@@ -60,13 +71,16 @@ class Failure:
     diagnostic: str
     message_id: str | None  # the Message-ID of the message that bounced
     complaint: bool = False
+    day: date | None = None  # the report's date: what the refusal counts for
 
 
 @dataclass
 class Summary:
     reports: int = 0
-    matched: int = 0  # hard bounces matched to an invite
+    matched: int = 0  # refusals matched to an invite
     recorded: int = 0  # ... of which were new (not recorded by an earlier import)
+    kinds: Counter[str] = field(default_factory=Counter)  # the matched ones by class
+    sender: list[str] = field(default_factory=list)  # refusals that were the sender's fault
     complaints: int = 0
     unmatched: list[str] = field(default_factory=list)  # where, why
     soft: list[str] = field(default_factory=list)
@@ -103,6 +117,19 @@ def messages(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
 def read(raw: bytes) -> list[Failure] | None:
     """What a report says, recipient by recipient; None when it is not a bounce report."""
     message = _PARSER.parsebytes(raw)
+    failures = _read(message)
+    day = _day(message)
+    return [replace(f, day=day) for f in failures] if failures is not None else None
+
+
+def _day(message: Message) -> date | None:
+    try:
+        return parsedate_to_datetime(str(message.get("Date", ""))).date()
+    except (TypeError, ValueError):
+        return None
+
+
+def _read(message: Message) -> list[Failure] | None:
     content_type = message.get_content_type()
     param = message.get_param("report-type")
     report_type = param.lower() if isinstance(param, str) else ""
@@ -271,9 +298,11 @@ def _text(part: Message | None) -> str:
         return data.decode("utf-8", "replace")
 
 
-def import_reports(conn: psycopg.Connection[Any], paths: Iterable[Path]) -> Summary:
-    """Read every report under `paths`, record hard bounces and complaints, in one
-    transaction; soft bounces and unmatched reports are only counted."""
+def import_reports(
+    conn: psycopg.Connection[Any], paths: Iterable[Path], policy: RefusalPolicy = DEFAULT_POLICY
+) -> Summary:
+    """Read every report under `paths`, record refusals and complaints, in one transaction;
+    delayed deliveries and unmatched reports are only counted."""
     summary = Summary()
     with conn.transaction():
         act(conn)
@@ -284,11 +313,19 @@ def import_reports(conn: psycopg.Connection[Any], paths: Iterable[Path]) -> Summ
                 summary.not_bounces.append(where)
                 continue
             for failure in failures:
-                _record(conn, where, failure, summary)
+                record(conn, where, failure, summary, policy)
     return summary
 
 
-def _record(conn: psycopg.Connection[Any], where: str, failure: Failure, summary: Summary) -> None:
+def record(
+    conn: psycopg.Connection[Any],
+    where: str,
+    failure: Failure,
+    summary: Summary,
+    policy: RefusalPolicy = DEFAULT_POLICY,
+) -> None:
+    """Record one failure a report (a mail, a provider's event) names, in the caller's
+    transaction."""
     if not failure.hard:
         summary.soft.append(f"{where}: {failure.recipient or '?'} {failure.status} (delayed)")
         return
@@ -303,30 +340,35 @@ def _record(conn: psycopg.Connection[Any], where: str, failure: Failure, summary
     detail = " ".join(f"{failure.status} {failure.diagnostic}".split())
     if email is not None:
         detail = without_address(detail, email)
-        if failure.recipient is not None:
-            detail = without_address(detail, failure.recipient)
+    if failure.recipient is not None:
+        detail = without_address(detail, failure.recipient)
+    address = email or failure.recipient
     if failure.complaint:
         summary.complaints += 1
-    else:
-        summary.matched += 1
-        cursor = conn.execute(
-            """
-            UPDATE public.beta_invites
-               SET delivery_outcome = 'bounced', delivery_outcome_at = now(),
-                   delivery_reply = %s
-             WHERE id = %s AND delivery_outcome IS DISTINCT FROM 'bounced'
-            """,
-            (detail[:1000], invite_id),
-        )
-        summary.recorded += cursor.rowcount
-    address = email or failure.recipient
-    if address is not None:
-        summary.suppressed += suppression.add(
-            conn,
-            [address],
-            reason="complained" if failure.complaint else "bounced",
-            source="bounces-import",
-            detail=detail[:1000],
+        if address is not None:
+            summary.suppressed += suppression.add(
+                conn, [address], reason="complained", source="bounces-import", detail=detail[:1000]
+            )
+        return
+    refusal = classify(detail) or Refusal(Kind.UNCLASSIFIED, failure.status, relay=False)
+    summary.matched += 1
+    summary.kinds[refusal.kind.value] += 1
+    recorded = record_refusal(
+        conn,
+        invite_id,
+        address,
+        detail,
+        refusal,
+        policy=policy,
+        source="bounces-import",
+        day=failure.day,
+        once=True,
+    )
+    summary.recorded += int(recorded.changed)
+    summary.suppressed += int(recorded.suppressed is not None)
+    if refusal.kind is Kind.SENDER_REFUSED:
+        summary.sender.append(
+            f"{where}: {failure.recipient or '?'} {refusal.code}: the sender's fault, not suppressed"
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from psycopg import sql
 
 from beta_invites_cli.emailkey import key as email_key
-from beta_invites_cli.status import Status, condition
+from beta_invites_cli.status import LIVE, Status, condition
 
 
 def like_pattern(pattern: str) -> str:
@@ -28,6 +28,7 @@ class Filters:
     until: date | None = None  # issued on or before (the whole day)
     status: Status | None = None
     email: str | None = None  # compared as every address is (emailkey)
+    failed: bool = False  # live, and its last delivery attempt was refused for now
 
     def where(self) -> tuple[sql.Composable, dict[str, Any]]:
         """The WHERE condition and its parameters."""
@@ -35,6 +36,8 @@ class Filters:
         params: dict[str, Any] = {}
         if self.status is not None:
             conditions.append(condition(self.status))
+        if self.failed:
+            conditions.append(sql.SQL("{} AND delivery_outcome = 'failed'").format(LIVE))
         if self.email is not None:
             conditions.append(sql.SQL("public.invites_email_key(email) = %(email_key)s"))
             params["email_key"] = email_key(self.email.strip())

@@ -17,14 +17,30 @@ from beta_invites_cli.status import STATUS
 if TYPE_CHECKING:
     import psycopg
 
-LIST_KEYS = ("code", "email", "cohort", "status", "created_at", "sent_at", "used_at", "expires_at")
+LIST_KEYS = (
+    "code",
+    "email",
+    "cohort",
+    "status",
+    "created_at",
+    "sent_at",
+    "used_at",
+    "expires_at",
+    "refusal",
+)
 FETCH_SIZE = 5_000
+# The last refusal of a failed or bounced invite: its codes and class, never the reply's text.
+REFUSAL = sql.SQL(
+    "CASE WHEN delivery_outcome IN ('failed', 'bounced') THEN concat_ws(' ',"
+    r" substring(delivery_reply FROM '^(?:\d{3} )?(?:\d\.\d{1,3}\.\d{1,3}|\d{3})'),"
+    " delivery_class) END"
+)
 
 LIST = sql.SQL(
     """
     SELECT code, {email} AS email, {cohort} AS cohort, {status} AS status,
            {created_at} AS created_at, {sent_at} AS sent_at, {used_at} AS used_at,
-           {expires_at} AS expires_at
+           {expires_at} AS expires_at, {refusal} AS refusal
       FROM public.beta_invites
      WHERE {where}
      ORDER BY beta_invites.created_at DESC, id DESC  -- the column, not the text shown
@@ -37,7 +53,10 @@ def _list_query(
     filters: Filters, columns: dict[str, sql.Composable]
 ) -> tuple[sql.Composed, dict[str, Any]]:
     where, params = filters.where()
-    plain = {key: sql.Identifier(key) for key in LIST_KEYS if key not in ("code", "status")}
+    plain: dict[str, sql.Composable] = {
+        key: sql.Identifier(key) for key in LIST_KEYS if key not in ("code", "status", "refusal")
+    }
+    plain["refusal"] = REFUSAL
     return LIST.format(where=where, status=STATUS, **{**plain, **columns}), params
 
 
@@ -121,6 +140,7 @@ SHOW_KEYS = (
     "delivery_outcome",
     "delivery_outcome_at",
     "delivery_reply",
+    "delivery_class",
     "message_id",
     "anonymized_at",
     "id",

@@ -155,9 +155,11 @@ def migrate(
     *,
     create_users_table: bool = False,
     on_applied: Callable[[str, int], None] | None = None,
+    until: str | None = None,
 ) -> MigrateResult:
-    """Apply every pending migration. `conn` must be in autocommit mode."""
-    todo = pending(conn)
+    """Apply every pending migration (up to and including the file named `until`, as Flyway's
+    target does). `conn` must be in autocommit mode."""
+    todo = [m for m in pending(conn) if until is None or m.name <= until]
     result = MigrateResult(applied=[], created_users_table=False)
     if not todo:
         return result

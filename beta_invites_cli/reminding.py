@@ -24,6 +24,7 @@ from psycopg import sql
 
 from beta_invites_cli.delivery import engine, selection
 from beta_invites_cli.delivery.channel import Letterhead
+from beta_invites_cli.delivery.recording import DEFAULT_POLICY, RefusalPolicy
 from beta_invites_cli.filters import COHORT_MATCHES, like_pattern
 from beta_invites_cli.status import Status, condition
 from beta_invites_cli.suppression import NOT_SUPPRESSED
@@ -151,6 +152,7 @@ def remind(
     limit: int | None = None,
     rate: float | None = None,
     max_errors: int = engine.DEFAULT_MAX_ERRORS,
+    policy: RefusalPolicy = DEFAULT_POLICY,
     on_progress: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> engine.DeliveryResult:
@@ -170,6 +172,7 @@ def remind(
         limit=limit,
         rate=rate,
         max_errors=max_errors,
+        policy=policy,
         on_progress=on_progress,
         should_stop=should_stop,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
@@ -22,6 +22,7 @@ from beta_invites_cli.codes import normalise as normalise_code
 from beta_invites_cli.emailkey import key as email_key
 from beta_invites_cli.errors import InvitesError, UnknownCode, ValidationFailed, excerpt
 from beta_invites_cli.recipients import BadAddress, normalise_email
+from beta_invites_cli.status import LIVE
 
 if TYPE_CHECKING:
     import psycopg
@@ -120,6 +121,39 @@ def remove(conn: psycopg.Connection[Any], addresses: Iterable[str]) -> int:
         "DELETE FROM public.beta_invites_suppressions WHERE digest = ANY(%s::bytea[])", (digests,)
     )
     return cursor.rowcount
+
+
+@dataclass(frozen=True)
+class Removed:
+    entries: int
+    invites: int  # bounced invites of those addresses, set back to failed
+
+
+def remove_since(conn: psycopg.Connection[Any], reason: str, since: date) -> Removed:
+    """Take every entry of `reason` made on or after `since` off the list, and set the live
+    invites those addresses bounced since then back to failed (sent again by the next run;
+    the history records each as `reclassified`). In the caller's transaction: a dry run
+    rolls it back, so it counts exactly what the removal would change."""
+    entries = conn.execute(
+        """
+        DELETE FROM public.beta_invites_suppressions
+         WHERE reason = %s AND created_at >= %s::date
+        RETURNING digest
+        """,
+        (reason, since),
+    ).fetchall()
+    invites = conn.execute(
+        sql.SQL(
+            """
+            UPDATE public.beta_invites
+               SET delivery_outcome = 'failed'
+             WHERE delivery_outcome = 'bounced' AND delivery_outcome_at >= %s::date AND {live}
+               AND public.invites_email_digest(email) = ANY(%s::bytea[])
+            """
+        ).format(live=LIVE),
+        (since, [bytes(row[0]) for row in entries]),
+    )
+    return Removed(len(entries), invites.rowcount)
 
 
 def check(

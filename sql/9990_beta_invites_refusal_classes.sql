@@ -70,10 +70,13 @@ CREATE OR REPLACE FUNCTION public.beta_invites_refusal_kind(reply text, status t
     WHEN c.basic ~ '^4\d\d$' THEN 'soft'
     WHEN coalesce(c.basic, c.enhanced) LIKE '5%' THEN 'unclassified'
   END
-  FROM (SELECT substring(reply FROM '^\s*([245]\d\d)(?:[\s-]|$)') AS basic,
-               coalesce(substring(status FROM '(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])'),
-                        substring(reply FROM '(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])'))
-                 AS enhanced,
+  FROM (SELECT substring(reply FROM
+                 '^\s*(?:[245]\.\d{1,3}\.\d{1,3}\s+)?(?:[\w-]+;\s*)?([245]\d\d)(?:[\s-]|$)') AS basic,
+               coalesce(
+                 substring(status FROM '(?<![\d.])([245]\.(?:[1-9]\d{0,2}\.\d{1,3}|0\.[1-9]\d{0,2}))(?![\d.])'),
+                 substring(reply FROM '(?<![\d.])([245]\.(?:[1-9]\d{0,2}\.\d{1,3}|0\.[1-9]\d{0,2}))(?![\d.])'),
+                 substring(status FROM '(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])'),
+                 substring(reply FROM '(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])')) AS enhanced,
                regexp_replace(reply, '<?[^\s<>@]+@[^\s<>]+>?', ' ', 'g') AS words) AS c
 $fn$;
 COMMENT ON FUNCTION public.beta_invites_refusal_kind(text, text) IS

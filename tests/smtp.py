@@ -14,6 +14,7 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 
 @dataclass
@@ -30,6 +31,31 @@ class Behaviour:
     drop_after_data: set[str] = field(default_factory=set)
     # Called with each recipient when the end of its message arrives, before the answer.
     on_end_of_data: Callable[[str], None] | None = None
+    # Refusals at each step: MAIL FROM (every message), RCPT (every recipient, or those of a
+    # domain), the DATA command, the end of DATA (address -> reply).
+    refuse_mail: str | None = None
+    refuse_all: str | None = None
+    refuse_domains: dict[str, str] = field(default_factory=dict)
+    refuse_data: dict[str, str] = field(default_factory=dict)
+    refuse_end: dict[str, str] = field(default_factory=dict)
+
+
+class _Smtp(SMTP):
+    """aiosmtpd's server, which can refuse the DATA command itself (a hook it lacks)."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        recorder = self.event_handler
+        rcpts = self.envelope.rcpt_tos if self.envelope is not None else []
+        refusal = recorder.behaviour.refuse_data.get(rcpts[0]) if len(rcpts) == 1 else None
+        if refusal is not None and self.session is not None and self.session.host_name:
+            await self.push(refusal)
+            return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _Smtp(self.handler, **self.SMTP_kwargs)
 
 
 class Recorder:
@@ -75,6 +101,8 @@ class Recorder:
         if shutdown:
             asyncio.get_running_loop().call_later(0.05, server.transport.close)
             return "421 4.3.2 Service shutting down, try again later"
+        if self.behaviour.refuse_mail is not None:
+            return self.behaviour.refuse_mail
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -87,6 +115,10 @@ class Recorder:
             attempts = self.rcpt_attempts[address]
         if address in self.behaviour.refuse:
             return self.behaviour.refuse[address]
+        domain = address.rpartition("@")[2].lower()
+        refusal = self.behaviour.refuse_domains.get(domain, self.behaviour.refuse_all)
+        if refusal is not None:
+            return refusal
         if address in self.behaviour.defer_once and attempts == 1:
             return self.behaviour.defer_once[address]
         envelope.rcpt_tos.append(address)
@@ -103,6 +135,8 @@ class Recorder:
         (recipient,) = envelope.rcpt_tos
         if self.behaviour.on_end_of_data is not None:
             self.behaviour.on_end_of_data(recipient)
+        if recipient in self.behaviour.refuse_end:
+            return self.behaviour.refuse_end[recipient]
         if recipient in self.behaviour.drop_after_data:
             server.transport.close()  # the message arrived; the answer never will
         silence = self.behaviour.silent_after_data.get(recipient)
@@ -154,7 +188,7 @@ class SmtpServer:
                 authenticator=self._authenticate,
                 auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in tls.mechanisms],
             )
-        self.controller = Controller(
+        self.controller = _Controller(
             self.recorder,
             hostname="127.0.0.1",
             port=self.port,

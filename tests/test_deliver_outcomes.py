@@ -178,12 +178,16 @@ def test_bounces_import_matches_records_suppresses_and_imports_once(
         "unmatched: bounces.mbox message 3: stranger@example.org <unknown@elsewhere.example>:"
         " no invite of ours",
         "soft: bounces.mbox message 1: person5@example.com 4.2.2 (delayed)",
+        # Exim's 550 5.7.1 (under a Status: 5.0.0) is a policy refusal: the sender's fault.
+        "sender refused: reports/exim.eml: person1@example.com 550 5.7.1: the sender's fault,"
+        " not suppressed",
         "not a bounce: bounces.mbox message 5",
-        "read 11 report(s): matched 7 (6 new), complaints 1, unmatched 1, soft 1,"
-        " not a bounce 1; 7 address(es) newly suppressed",
+        "read 11 report(s): matched 7 [recipient-gone 6, sender-refused 1] (6 new), complaints 1,"
+        " unmatched 1, soft 1, not a bounce 1; 6 address(es) newly suppressed",
     ]
     bounced = sorted(e for e, (_, outcome, _) in outcomes(conn).items() if outcome == "bounced")
-    assert bounced == [f"person{i}@example.com" for i in (0, 1, 2, 3, 4, 7)]
+    assert bounced == [f"person{i}@example.com" for i in (0, 2, 3, 4, 7)]
+    assert outcomes(conn)["person1@example.com"][1] == "failed"
     assert outcomes(conn)["person0@example.com"][2] == (
         "5.1.1 smtp; 550 5.1.1 <recipient>: Recipient address rejected: User unknown in"
         " virtual mailbox table"
@@ -197,7 +201,8 @@ def test_bounces_import_matches_records_suppresses_and_imports_once(
     again = invites("bounces import reports bounces.mbox Maildir")
     assert again.exit_code == 0
     assert again.stderr.splitlines()[-1] == (
-        "read 11 report(s): matched 7 (0 new), complaints 1, unmatched 1, soft 1,"
+        "read 11 report(s): matched 7 [recipient-gone 6, sender-refused 1] (0 new), complaints 1,"
+        " unmatched 1, soft 1,"
         " not a bounce 1; 0 address(es) newly suppressed"
     )
     assert (outcomes(conn), suppressed(conn)) == before

@@ -355,6 +355,7 @@ def test_json_and_jsonl_agree_with_the_database(
         "sent_at",
         "used_at",
         "expires_at",
+        "refusal",
     ]
     assert invites("list", "--cohort", "none-*", "--format", "json").stdout == "[]\n"
     assert invites("list", "--cohort", "none-*", "--format", "jsonl").stdout == ""

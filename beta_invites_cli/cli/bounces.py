@@ -24,9 +24,12 @@ def import_reports(app: App, paths: tuple[Path, ...]) -> None:
         summary = reading.import_reports(conn, paths)
     report_lines("unmatched:", summary.unmatched)
     report_lines("soft:", summary.soft)
+    report_lines("sender refused:", summary.sender)
     report_lines("not a bounce:", summary.not_bounces)
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(summary.kinds.items()))
     say(
         f"read {summary.reports} report(s): matched {summary.matched} "
+        f"{'[' + kinds + '] ' if kinds else ''}"
         f"({summary.recorded} new), complaints {summary.complaints}, "
         f"unmatched {len(summary.unmatched)}, soft {len(summary.soft)}, "
         f"not a bounce {len(summary.not_bounces)}; {summary.suppressed} address(es) newly suppressed"

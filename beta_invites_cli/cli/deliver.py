@@ -29,7 +29,9 @@ from beta_invites_cli.cli.common import (
 from beta_invites_cli.cli.issue import prepare, report_issue
 from beta_invites_cli.cli.options import delivery_options, issue_options, pace_options
 from beta_invites_cli.delivery import channel, engine, resending, selection
+from beta_invites_cli.delivery.recording import DEFAULT_SOFT_BOUNCE_LIMIT, RefusalPolicy
 from beta_invites_cli.delivery.transport import Transport
+from beta_invites_cli.errors import excerpt
 from beta_invites_cli.exits import ExitCode
 from beta_invites_cli.status import Status, condition
 
@@ -97,6 +99,7 @@ def send(
     outbox: Path | None,
     timeout: float | None,
     max_errors: int,
+    max_sender_refusals: int,
     dry_run: bool,
     limit: int | None,
     rate: float | None,
@@ -104,6 +107,7 @@ def send(
     connections: int,
 ) -> None:
     """Issue invites to any new recipients, then email every unsent invite of the cohort."""
+    policy = refusal_policy(app, max_sender_refusals)
     with prepare(
         app, cohort, recipient_files, emails, expires_in, sent_by, skip_invalid
     ) as request:
@@ -126,7 +130,7 @@ def send(
                 report_issue(request, issued)
             held_back = selection.held_back(reader, cohort, retry_uncertain)
             outcome = deliver(
-                senders, reader, cohort, head, limit, rate, retry_uncertain, max_errors
+                senders, reader, cohort, head, limit, rate, retry_uncertain, max_errors, policy
             )
             earlier = 0 if retry_uncertain else selection.count(reader, cohort, UNCERTAIN)
         earlier -= len(outcome.uncertain)
@@ -180,6 +184,7 @@ def deliver(
     rate: float | None,
     retry_uncertain: bool,
     max_errors: int,
+    policy: RefusalPolicy,
 ) -> engine.DeliveryResult:
     total = selection.count(reader, cohort, selection.sendable(retry_uncertain))
     total = min(total, limit) if limit else total
@@ -193,17 +198,38 @@ def deliver(
             rate=rate,
             retry_uncertain=retry_uncertain,
             max_errors=max_errors,
+            policy=policy,
             on_progress=advance,
             should_stop=stopped,
         )
+
+
+def refusal_policy(app: App, max_sender_refusals: int) -> RefusalPolicy:
+    """How refusals are counted: --max-sender-refusals and INVITES_SOFT_BOUNCE_LIMIT."""
+    raw = app.settings.get("INVITES_SOFT_BOUNCE_LIMIT")
+    limit = DEFAULT_SOFT_BOUNCE_LIMIT
+    if raw is not None and raw.strip():
+        if not raw.strip().isdigit() or int(raw) < 1:
+            fail(
+                "INVITES_SOFT_BOUNCE_LIMIT must be a whole number of days, at least 1, "
+                f"not {excerpt(raw)}"
+            )
+        limit = int(raw)
+    return RefusalPolicy(soft_bounce_limit=limit, max_sender_refusals=max_sender_refusals)
 
 
 def finish_delivery(outcome: engine.DeliveryResult) -> None:
     """Exit 1 only when something is left that running the command again would still try (a
     refusal for now, an aborted run); 130 when interrupted. Bounced and uncertain messages
     are not tried again on their own: they are reported, and the run has done its job."""
+    for line in outcome.paused:
+        warn(f"Error: {line}")
+    if outcome.held:
+        say(f"left unsent for the next run: {outcome.held} (their receiving domain was paused)")
     if outcome.aborted:
         fail(outcome.aborted)
+    if outcome.paused:
+        sys.exit(ExitCode.ERROR)
     if outcome.interrupted:
         warn("interrupted: run the same command again to send the rest")
         sys.exit(ExitCode.INTERRUPTED)
@@ -299,9 +325,11 @@ def resend(
     outbox: Path | None,
     timeout: float | None,
     max_errors: int,
+    max_sender_refusals: int,
     connections: int,
 ) -> None:
     """Email sent, still-live invites again, with the same code (reminders, bounces)."""
+    policy = refusal_policy(app, max_sender_refusals)
     if bool(codes) == bool(cohort):
         raise click.UsageError("give invite codes or --cohort, not both and not neither")
     chosen, head = open_channel(app, outbox, template_path, timeout)
@@ -323,6 +351,7 @@ def resend(
                 invites,
                 head,
                 max_errors=max_errors,
+                policy=policy,
                 on_progress=advance,
                 should_stop=stopped,
             )

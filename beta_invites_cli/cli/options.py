@@ -12,6 +12,7 @@ from uuid import UUID
 import click
 
 from beta_invites_cli.cli.render import FORMATS
+from beta_invites_cli.delivery.recording import DEFAULT_MAX_SENDER_REFUSALS
 from beta_invites_cli.errors import InvitesError, excerpt
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -174,6 +175,14 @@ delivery_options = stack(
         default=10,
         show_default=True,
         help="Stop after this many failed deliveries in a row (protects the sender's reputation).",
+    ),
+    click.option(
+        "--max-sender-refusals",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_SENDER_REFUSALS,
+        show_default=True,
+        help="Pause a receiving domain for the rest of the run after this many refusals that are "
+        "the sender's fault (5.7.x: unauthenticated, blocked, relay denied).",
     ),
 )
 

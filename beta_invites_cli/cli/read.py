@@ -33,6 +33,7 @@ LIST_COLUMNS = [
     Column("sent_at", "Sent", drop=4),
     Column("used_at", "Used", drop=5),
     Column("expires_at", "Expires", drop=2),
+    Column("refusal", "Refusal", drop=6),
 ]
 
 
@@ -41,7 +42,11 @@ LIST_COLUMNS = [
     epilog="Example: invites list --cohort 'press-*' --status pending --format csv > pending.csv",
 )
 @filter_options
-@click.option("--status", type=click.Choice(STATUSES), help="Only invites in this status.")
+@click.option(
+    "--status",
+    type=click.Choice([*STATUSES, "failed"]),
+    help="Only invites in this status (failed: live, and the last attempt was refused for now).",
+)
 @click.option("--email", metavar="ADDRESS", help="Invites of this address (any case).")
 @click.option(
     "--limit",
@@ -66,8 +71,9 @@ def list_invites(
         cohort=cohort_pattern,
         since=since,
         until=until,
-        status=Status(status) if status else None,
+        status=Status(status) if status and status != "failed" else None,
         email=email,
+        failed=status == "failed",
     )
     if limit is None and fmt == "table":
         limit = 50

@@ -15,6 +15,7 @@ from beta_invites_cli.cli.deliver import (
     finish_delivery,
     open_channel,
     open_senders,
+    refusal_policy,
     report_delivery,
 )
 from beta_invites_cli.cli.options import DurationType, delivery_options, pace_options
@@ -59,6 +60,7 @@ def remind(
     outbox: Path | None,
     timeout: float | None,
     max_errors: int,
+    max_sender_refusals: int,
     dry_run: bool,
     limit: int | None,
     rate: float | None,
@@ -78,6 +80,7 @@ def remind(
     ]
     if not steps:
         raise click.UsageError("give --before-expiry DURATION and/or --after-sent DURATION")
+    policy = refusal_policy(app, max_sender_refusals)
     chosen, head = open_channel(app, outbox, template_path, timeout, kind="reminder")
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(app.database.connect(autocommit=True))
@@ -116,6 +119,7 @@ def remind(
                 limit=limit,
                 rate=rate,
                 max_errors=max_errors,
+                policy=policy,
                 on_progress=advance,
                 should_stop=stopped,
             )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import click
 
 from beta_invites_cli import suppression
 from beta_invites_cli.cli.common import App, pass_app, say
-from beta_invites_cli.cli.options import format_option
+from beta_invites_cli.cli.options import DateType, format_option
 from beta_invites_cli.cli.render import Column, render
+from beta_invites_cli.database import act
 
 ENTRY_COLUMNS = [
     Column("digest", "SHA-256"),
@@ -49,15 +52,59 @@ def add(app: App, addresses: tuple[str, ...], reason: str, note: str | None) -> 
     say(f"suppressed {added}, already suppressed {len(set(found)) - added}")
 
 
-@suppress.command("remove", epilog="Example: invites suppress remove ada@example.com")
-@click.argument("addresses", nargs=-1, required=True)
+@suppress.command(
+    "remove",
+    epilog="Examples: invites suppress remove ada@example.com\n\n"
+    "invites suppress remove --reason bounced --since 2026-11-30 --dry-run",
+)
+@click.argument("addresses", nargs=-1)
+@click.option(
+    "--reason",
+    type=click.Choice(suppression.REASONS),
+    help="Remove every entry of this reason (with --since; instead of addresses).",
+)
+@click.option("--since", type=DateType(), help="With --reason: entries made on or after this day.")
+@click.option("--dry-run", is_flag=True, help="With --reason: count, change nothing.")
+@click.option("--yes", is_flag=True, help="With --reason: remove without asking.")
 @pass_app
-def remove(app: App, addresses: tuple[str, ...]) -> None:
-    """Take addresses off the list (they may be emailed again)."""
+def remove(
+    app: App,
+    addresses: tuple[str, ...],
+    reason: str | None,
+    since: date | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Take addresses off the list (they may be emailed again), or every entry of a reason
+    made since a day: a wave of bounces that was the sender's fault."""
+    if addresses and (reason or since):
+        raise click.UsageError("give addresses, or --reason and --since, not both")
+    if not addresses:
+        if reason is None or since is None:
+            raise click.UsageError("give addresses, or --reason REASON --since DATE")
+        if dry_run == yes:
+            raise click.UsageError("a bulk removal needs --dry-run (count) or --yes (remove)")
+        with (
+            app.database.connect(autocommit=True) as conn,
+            conn.transaction(force_rollback=dry_run),
+        ):
+            act(conn)
+            removed = suppression.remove_since(conn, reason, since)
+        if dry_run:
+            say(
+                f"dry run: would remove {removed.entries} {reason} entries made since {since}"
+                f" and send {removed.invites} bounced invite(s) again; nothing was changed"
+            )
+        else:
+            say(
+                f"removed {removed.entries} {reason} entries made since {since};"
+                f" {removed.invites} bounced invite(s) of those addresses will be sent again"
+            )
+        return
     found = suppression.checked_addresses(addresses)
     with app.database.connect(autocommit=True) as conn, conn.transaction():
-        removed = suppression.remove(conn, found)
-    say(f"removed {removed}, not on the list {len(set(found)) - removed}")
+        removed_count = suppression.remove(conn, found)
+    say(f"removed {removed_count}, not on the list {len(set(found)) - removed_count}")
 
 
 @suppress.command("list", epilog="Example: invites suppress list --reason bounced --format csv")

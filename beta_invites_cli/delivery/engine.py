@@ -213,6 +213,10 @@ class _Shared:
             self.stopped = True
             return None
 
+    def hold(self) -> None:
+        with self.lock:
+            self.held += 1
+
     def _paused(self) -> bool:
         return self.pause.reason is not None or self.sender_pause.stops_run()
 
@@ -427,6 +431,10 @@ class _Run:
     def attempt(self, conn: psycopg.Connection[Any], invite: Pending) -> tuple[bool, str | None]:
         """Send one message held on `conn`: whether to go on, and the Message-ID when the
         server accepted it (its sent_at is then committed in the background)."""
+        if self.shared.sender_pause.is_paused(domain_of(invite.email)):
+            conn.execute("ROLLBACK")  # locked ahead before its domain was paused: left unsent
+            self.shared.hold()
+            return True, None
         try:
             letter = compose(self.letterhead, invite)
             self.transport.deliver(letter, before_end=self.settle)

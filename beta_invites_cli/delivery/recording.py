@@ -39,6 +39,7 @@ class Recorded:
 
     bounced: bool
     suppressed: str | None = None  # the reason, when this refusal suppressed the address
+    changed: bool = True  # False: the invite already recorded this very refusal
 
     def consequence(self) -> str:
         if self.suppressed == "soft-bounced":
@@ -92,7 +93,8 @@ def record_refusal(
     """Record a refused message by its class. `sender_fault`: refused whatever its class (at
     MAIL FROM); `refusal` None: refused for good without an SMTP code (an address that cannot
     be written). `day` the refusal counts for (a report's date; today by default); `once`:
-    change nothing when the invite already records this very reply (a re-imported report)."""
+    change nothing when the invite already records a refusal of this outcome and class (a
+    re-imported report, or a second report about the same message)."""
     kept = without_address(reply, email) if email is not None else reply[:1000]
     kind = refusal.kind if refusal is not None else None
     bounced, reason = refusal is None, None
@@ -112,8 +114,8 @@ def record_refusal(
            SET delivery_outcome = %(outcome)s, delivery_outcome_at = now(),
                delivery_reply = %(reply)s, delivery_class = %(kind)s
          WHERE id = %(id)s
-           AND NOT (%(once)s AND delivery_reply IS NOT DISTINCT FROM %(reply)s
-                    AND delivery_outcome IS NOT DISTINCT FROM %(outcome)s)
+           AND NOT (%(once)s AND delivery_outcome IS NOT DISTINCT FROM %(outcome)s
+                    AND delivery_class IS NOT DISTINCT FROM %(kind)s)
         """,
         {
             "outcome": "bounced" if bounced else "failed",
@@ -123,12 +125,11 @@ def record_refusal(
             "once": once,
         },
     )
-    if once and cursor.rowcount == 0:
-        reason = None  # recorded by an earlier import: suppressed then, if at all
-    if reason is not None and email is not None:
+    changed = cursor.rowcount > 0
+    if reason is not None and email is not None and changed:
         added = suppression.add(conn, [email], reason=reason, source=source, detail=kept)
         return Recorded(bounced, reason if added else None)
-    return Recorded(bounced)
+    return Recorded(bounced, changed=changed)
 
 
 def _refused_on(conn: psycopg.Connection[Any], email: str, kind: Kind, day: date | None) -> int:

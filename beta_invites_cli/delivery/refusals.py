@@ -38,7 +38,8 @@ KINDS = tuple(kind.value for kind in Kind)
 @dataclass(frozen=True)
 class Rule:
     kind: Kind
-    means: str  # for the README's table
+    shown: str  # what it matches, for the README's table
+    means: str
     examples: tuple[str, ...]  # replies the rule is for (the tests run every one)
     enhanced: str | None = None  # a pattern on the enhanced status (whole match)
     text: str | None = None  # a pattern searched in the reply text (case-insensitive)
@@ -50,30 +51,35 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule(
         Kind.RECIPIENT_GONE,
+        "5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10, 5.2.1",
         "no such address, or the mailbox is disabled",
         ("550 5.1.1 <recipient>: Recipient address rejected: User unknown", "5.1.10", "5.2.1"),
         enhanced=r"5\.1\.(1|2|3|6|10)|5\.2\.1",
     ),
     Rule(
         Kind.SOFT,
+        "5.2.2",
         "mailbox full",
         ("552 5.2.2 Mailbox full", "5.2.2"),
         enhanced=r"5\.2\.2",
     ),
     Rule(
         Kind.SENDER_REFUSED,
+        "4.7.x",
         "policy, authentication (SPF/DKIM/DMARC), reputation or rate, for now",
         ("421 4.7.28 Our system has detected an unusual rate of unsolicited mail",),
         enhanced=r"4\.7\.\d{1,3}",
     ),
     Rule(
         Kind.SOFT,
+        "any other 4.x.x",
         "any other refusal for now",
         ("452 4.2.2 The email account is over quota", "451 4.3.0 Try again later"),
         enhanced=r"4\.\d{1,3}\.\d{1,3}",
     ),
     Rule(
         Kind.SENDER_REFUSED,
+        "5.7.x",
         "security or policy: relay denied, unauthenticated (5.7.26), no PTR (5.7.25),"
         " reputation (5.7.28), no TLS (5.7.29), authentication required (5.7.0)",
         (
@@ -88,12 +94,14 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         Kind.SENDER_REFUSED,
+        "5.3.x, 5.4.x, 5.6.x",
         "the receiving system or the network (5.3.x, 5.4.x), the message itself (5.6.x)",
         ("554 5.3.4 Message too big for system", "554 5.4.4 Unable to route", "5.6.0"),
         enhanced=r"5\.[346]\.\d{1,3}",
     ),
     Rule(
         Kind.SENDER_REFUSED,
+        'text: "spam", "block", "blacklist", "policy", "relay", "authenticat", "reputation", "dmarc", "spf", "dkim", "not authorized", "rate limit", "too many", "starttls", "encryption required"',
         "no known code, but the text blames the sender",
         (
             "554 Message rejected as spam",
@@ -108,6 +116,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         Kind.RECIPIENT_GONE,
+        'text: "user unknown", "unknown user/recipient", "no such user/mailbox/recipient/address", "mailbox not found/does not exist/is disabled", "address does not exist", "account disabled"',
         "no known code, but the text says the address does not exist",
         (
             "550 User unknown",
@@ -122,21 +131,34 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         Kind.SOFT,
+        'text: "mailbox full", "over quota", "quota exceeded", "insufficient storage"',
         "no known code, but the text says the mailbox is full",
         ("552 Mailbox full", "552 Quota exceeded"),
         text=r"mailbox (is )?full|over quota|quota exceeded|insufficient storage",
     ),
     Rule(
         Kind.SENDER_REFUSED,
+        "530, 535",
         "authentication required or failed (530, 535)",
         ("530 Must issue a STARTTLS command first", "535 Incorrect credentials"),
         basic=r"53[05]",
     ),
-    Rule(Kind.SOFT, "any refusal for now (4xx)", ("452 Too busy", "421 Closing"), basic=r"4\d\d"),
+    Rule(
+        Kind.SOFT,
+        "any other 4xx",
+        "any refusal for now",
+        ("452 Too busy", "421 Closing"),
+        basic=r"4\d\d",
+    ),
 )
 
-_BASIC = re.compile(r"^\s*([245]\d\d)(?:[\s-]|$)")
+# The basic code opens the reply; in a kept bounce report it follows the Status field and the
+# diagnostic type ("5.0.0 smtp; 550 5.7.1 ...").
+_BASIC = re.compile(r"^\s*(?:[245]\.\d{1,3}\.\d{1,3}\s+)?(?:[\w-]+;\s*)?([245]\d\d)(?:[\s-]|$)")
 _ENHANCED = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
+# An enhanced status that says more than "other" (x.0.0), which Exim writes in Status: while
+# its Diagnostic-Code has the real one.
+_SPECIFIC = re.compile(r"(?<![\d.])([245]\.(?:[1-9]\d{0,2}\.\d{1,3}|0\.[1-9]\d{0,2}))(?![\d.])")
 # Addresses a server echoes are not words of its reason (blockchain@ is not "blocked").
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
 # Refusals by the relay itself, the same whichever the recipient: they stop the whole run.
@@ -162,8 +184,13 @@ def classify(reply: str, status: str | None = None) -> Refusal | None:
     Status field (`status`). None when it is not a refusal (no 4xx or 5xx code at all)."""
     basic_match = _BASIC.match(reply)
     basic = basic_match.group(1) if basic_match else None
-    enhanced_match = _ENHANCED.search(status or "") or _ENHANCED.search(reply)
-    enhanced = enhanced_match.group(1) if enhanced_match else None
+    found = (
+        _SPECIFIC.search(status or "")
+        or _SPECIFIC.search(reply)
+        or _ENHANCED.search(status or "")
+        or _ENHANCED.search(reply)
+    )
+    enhanced = found.group(1) if found else None
     if basic is None and enhanced is None:
         return None
     if (basic or enhanced or "2").startswith("2"):

@@ -18,6 +18,7 @@ from beta_invites_cli.delivery.engine import (
     DeliveryResult,
     deliver,
 )
+from beta_invites_cli.delivery.recording import DEFAULT_POLICY, RefusalPolicy
 from beta_invites_cli.delivery.selection import Pending
 from beta_invites_cli.delivery.transport import Transport
 from beta_invites_cli.errors import ValidationFailed
@@ -100,6 +101,7 @@ def resend(
     letterhead: Letterhead,
     *,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    policy: RefusalPolicy = DEFAULT_POLICY,
     on_progress: Callable[[], None] = lambda: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryResult:
@@ -116,6 +118,7 @@ def resend(
         record=_record_resent,
         on_changed=_changed_meanwhile,
         max_errors=max_errors,
+        policy=policy,
         on_progress=on_progress,
         should_stop=should_stop,
     )
