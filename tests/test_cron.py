@@ -4,6 +4,7 @@ sent, and from a directory without the .env."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import provider_samples
 from tests.conftest import Invoke
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -100,6 +102,11 @@ def test_the_readme_cron_lines_run_under_cron(
     project.mkdir()
     (project / ".env").write_text(f"DATABASE_URL={db_url}\nINVITES_OUTBOX=./outbox\n")
     (project / ".venv").symlink_to(sys.prefix)
+    # Where a webhook receiver saves provider events (the bounces import line).
+    (project / "webhooks").mkdir()
+    (project / "webhooks" / "1.json").write_text(
+        json.dumps(provider_samples.ses_complaint("ada@example.org", "not-ours@x"))
+    )
     for line in lines:
         done = cron_run(line.replace("/srv/beta", str(project)), tmp_path)
         assert done.returncode == 0, f"{line}: {done.stderr}"

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from beta_invites_cli import unsubscribe
-from beta_invites_cli.bounces import read
+from beta_invites_cli.bounces.mail import read
 from tests import dsn_samples
 from tests.conftest import Invoke
 from tests.smtp import Behaviour, SmtpServer

@@ -1,48 +1,26 @@
-"""Bounce reports that arrive later by mail: read, matched to invites, recorded.
+"""Bounce reports that arrive by mail: .eml files, mboxes and Maildirs.
 
-A report is read from an .eml file, an mbox or a Maildir. RFC 3464 delivery status
-notifications (`multipart/report; report-type=delivery-status`: Postfix, Exim 4, Gmail,
-Exchange) are read field by field; the older free-text shapes ("Mail delivery failed",
-"failure notice", "Undeliverable") by their SMTP status codes. Spam complaints in ARF
-(`report-type=feedback-report`, RFC 5965) suppress the address as `complained`.
-
-Each failed recipient is matched to its invite by the Message-ID its message went out with
-(quoted in the report), else by the recipient's address, and recorded by the class of its
-refusal (delivery/refusals.py), as a refusal at send time is: only an address that does not
-exist is bounced and suppressed at once; a refusal that is the sender's fault suppresses
-nobody. A report that the server is still trying ("delayed") is only reported. Importing the
-same reports again changes nothing: a refusal counts for the day of its report.
+RFC 3464 delivery status notifications (`multipart/report; report-type=delivery-status`:
+Postfix, Exim 4, Gmail, Exchange) are read field by field; the older free-text shapes ("Mail
+delivery failed", "failure notice", "Undeliverable") by their SMTP status codes. Spam
+complaints in ARF (`report-type=feedback-report`, RFC 5965) are complaints.
 """
 
 from __future__ import annotations
 
 import mailbox
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from beta_invites_cli import suppression
-from beta_invites_cli.database import act
-from beta_invites_cli.delivery.recording import (
-    DEFAULT_POLICY,
-    RefusalPolicy,
-    record_refusal,
-    without_address,
-)
-from beta_invites_cli.delivery.refusals import Kind, Refusal, classify
-from beta_invites_cli.emailkey import key as email_key
+from beta_invites_cli.bounces.events import Failure
 from beta_invites_cli.errors import InvitesError
-
-if TYPE_CHECKING:
-    import psycopg
 
 _PARSER = BytesParser(policy=policy.default)
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
@@ -61,31 +39,8 @@ _QUOTED = re.compile(
 _DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Failure:
-    """One recipient a report says something about."""
-
-    recipient: str | None
-    hard: bool  # refused for good (5.x.x); False: delayed, will be retried by the server
-    status: str  # like 5.1.1, or an SMTP reply code
-    diagnostic: str
-    message_id: str | None  # the Message-ID of the message that bounced
-    complaint: bool = False
-    day: date | None = None  # the report's date: what the refusal counts for
-
-
-@dataclass
-class Summary:
-    reports: int = 0
-    matched: int = 0  # refusals matched to an invite
-    recorded: int = 0  # ... of which were new (not recorded by an earlier import)
-    kinds: Counter[str] = field(default_factory=Counter)  # the matched ones by class
-    sender: list[str] = field(default_factory=list)  # refusals that were the sender's fault
-    complaints: int = 0
-    unmatched: list[str] = field(default_factory=list)  # where, why
-    soft: list[str] = field(default_factory=list)
-    not_bounces: list[str] = field(default_factory=list)
-    suppressed: int = 0  # addresses newly suppressed
+def is_maildir(path: Path) -> bool:
+    return all((path / sub).is_dir() for sub in ("cur", "new", "tmp"))
 
 
 def messages(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
@@ -93,7 +48,7 @@ def messages(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
     and directories of .eml files."""
     for path in paths:
         if path.is_dir():
-            if all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            if is_maildir(path):
                 maildir = mailbox.Maildir(path, factory=None, create=False)
                 for key in sorted(maildir.keys()):
                     yield f"{path}/{key}", maildir.get_bytes(key)
@@ -296,108 +251,3 @@ def _text(part: Message | None) -> str:
         return data.decode(charset)
     except (LookupError, UnicodeDecodeError):
         return data.decode("utf-8", "replace")
-
-
-def import_reports(
-    conn: psycopg.Connection[Any], paths: Iterable[Path], policy: RefusalPolicy = DEFAULT_POLICY
-) -> Summary:
-    """Read every report under `paths`, record refusals and complaints, in one transaction;
-    delayed deliveries and unmatched reports are only counted."""
-    summary = Summary()
-    with conn.transaction():
-        act(conn)
-        for where, raw in messages(paths):
-            summary.reports += 1
-            failures = read(raw)
-            if failures is None:
-                summary.not_bounces.append(where)
-                continue
-            for failure in failures:
-                record(conn, where, failure, summary, policy)
-    return summary
-
-
-def record(
-    conn: psycopg.Connection[Any],
-    where: str,
-    failure: Failure,
-    summary: Summary,
-    policy: RefusalPolicy = DEFAULT_POLICY,
-) -> None:
-    """Record one failure a report (a mail, a provider's event) names, in the caller's
-    transaction."""
-    if not failure.hard:
-        summary.soft.append(f"{where}: {failure.recipient or '?'} {failure.status} (delayed)")
-        return
-    invite = _match(conn, failure)
-    if invite is None:
-        summary.unmatched.append(
-            f"{where}: {failure.recipient or 'no recipient'}"
-            f"{' <' + failure.message_id + '>' if failure.message_id else ''}: no invite of ours"
-        )
-        return
-    invite_id, email = invite
-    detail = " ".join(f"{failure.status} {failure.diagnostic}".split())
-    if email is not None:
-        detail = without_address(detail, email)
-    if failure.recipient is not None:
-        detail = without_address(detail, failure.recipient)
-    address = email or failure.recipient
-    if failure.complaint:
-        summary.complaints += 1
-        if address is not None:
-            summary.suppressed += suppression.add(
-                conn, [address], reason="complained", source="bounces-import", detail=detail[:1000]
-            )
-        return
-    refusal = classify(detail) or Refusal(Kind.UNCLASSIFIED, failure.status, relay=False)
-    summary.matched += 1
-    summary.kinds[refusal.kind.value] += 1
-    recorded = record_refusal(
-        conn,
-        invite_id,
-        address,
-        detail,
-        refusal,
-        policy=policy,
-        source="bounces-import",
-        day=failure.day,
-        once=True,
-    )
-    summary.recorded += int(recorded.changed)
-    summary.suppressed += int(recorded.suppressed is not None)
-    if refusal.kind is Kind.SENDER_REFUSED:
-        summary.sender.append(
-            f"{where}: {failure.recipient or '?'} {refusal.code}: the sender's fault, not suppressed"
-        )
-
-
-def _match(conn: psycopg.Connection[Any], failure: Failure) -> tuple[Any, str | None] | None:
-    """The invite a failure is about: by Message-ID (of its invitation, last resend, or a
-    reminder), else the latest one sent to the address."""
-    if failure.message_id:
-        row = conn.execute(
-            """
-            SELECT id, email FROM public.beta_invites WHERE message_id = %(id)s
-            UNION ALL
-            SELECT i.id, i.email FROM public.beta_invites_reminders r
-              JOIN public.beta_invites i ON i.id = r.invite_id
-             WHERE r.message_id = %(id)s
-             LIMIT 1
-            """,
-            {"id": failure.message_id},
-        ).fetchone()
-        if row is not None:
-            return row[0], row[1]
-    if failure.recipient:
-        row = conn.execute(
-            """
-            SELECT id, email FROM public.beta_invites
-             WHERE public.invites_email_key(email) = %s AND sent_at IS NOT NULL
-             ORDER BY sent_at DESC LIMIT 1
-            """,
-            (email_key(failure.recipient),),
-        ).fetchone()
-        if row is not None:
-            return row[0], row[1]
-    return None
