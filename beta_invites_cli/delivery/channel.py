@@ -13,8 +13,10 @@ from email.utils import parseaddr
 from pathlib import Path
 
 from beta_invites_cli import template as templates
+from beta_invites_cli.delivery import dkim
 from beta_invites_cli.delivery import outbox as outboxes
-from beta_invites_cli.delivery.message import Unsubscribe, check_header_value
+from beta_invites_cli.delivery.dkim import Signer
+from beta_invites_cli.delivery.message import Unsubscribe, ascii_domain, check_header_value
 from beta_invites_cli.delivery.outbox import OutboxTransport
 from beta_invites_cli.delivery.smtp import Deadlines, SmtpConfig, SmtpTransport, parse_smtp_url
 from beta_invites_cli.delivery.transport import Transport
@@ -39,6 +41,7 @@ class Letterhead:
     signup_url: str | None
     template: Template
     unsubscribe: Unsubscribe | None = None
+    dkim: Signer | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,25 @@ def letterhead(
         signup_url=signup_url,
         template=templates.load(template_path, signup_url=signup_url, kind=kind),
         unsubscribe=unsubscribe_setting(settings),
+        dkim=dkim_setting(settings, sender),
     )
+
+
+def dkim_setting(settings: Settings, sender: str) -> Signer | None:
+    """INVITES_DKIM_KEY_FILE, INVITES_DKIM_SELECTOR and INVITES_DKIM_DOMAIN (default: the
+    domain of INVITES_FROM), checked before anything is issued or sent."""
+    key_file = settings.get("INVITES_DKIM_KEY_FILE")
+    selector = settings.get("INVITES_DKIM_SELECTOR")
+    if not key_file:
+        if selector:
+            raise InvitesError("INVITES_DKIM_SELECTOR is set but INVITES_DKIM_KEY_FILE is not")
+        return None
+    domain = settings.get("INVITES_DKIM_DOMAIN") or parseaddr(sender)[1].rpartition("@")[2]
+    try:
+        domain = ascii_domain(f"x@{domain.strip().rstrip('.')}").partition("@")[2].lower()
+    except ValueError as exc:
+        raise InvitesError(f"INVITES_DKIM_DOMAIN: {excerpt(domain)}: {exc}") from None
+    return dkim.load(key_file, selector, domain)
 
 
 def unsubscribe_setting(settings: Settings) -> Unsubscribe | None:

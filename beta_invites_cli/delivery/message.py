@@ -13,8 +13,12 @@ import secrets
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from typing import TYPE_CHECKING
 
 from beta_invites_cli.errors import InvitesError
+
+if TYPE_CHECKING:
+    from beta_invites_cli.delivery.dkim import Signer
 
 CRLF = "\r\n"
 
@@ -145,6 +149,7 @@ def build_letter(
     name: str,
     html: str | None = None,
     unsubscribe: Unsubscribe | None = None,
+    dkim: Signer | None = None,
 ) -> Letter:
     """Render one message: plain text, or multipart/alternative with an HTML part.
 
@@ -175,6 +180,8 @@ def build_letter(
     data = (CRLF.join(lines + content) + CRLF + CRLF + payload).encode("utf-8")
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
+    if dkim is not None:
+        data = dkim.sign(data)
     return Letter(
         sender=sender_address,
         to=envelope_to,

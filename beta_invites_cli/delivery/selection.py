@@ -58,6 +58,7 @@ def compose(letterhead: Letterhead, invite: Pending) -> Letter:
             html=rendered.html,
             name=invite.code,
             unsubscribe=letterhead.unsubscribe,
+            dkim=letterhead.dkim,
         )
     except (ValueError, UnicodeError) as exc:
         raise DeliveryFailed(f"the address cannot be put on the wire: {exc}") from None
