@@ -26,6 +26,8 @@ KINDS = (
     "delivery_failed",
     "delivery_uncertain",
     "bounced",
+    "reclassified",
+    "complained",
     "extended",
     "revoked",
     "redeemed",

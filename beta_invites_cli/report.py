@@ -3,7 +3,9 @@
 For each group: issued, sent, redeemed, pending, expired, revoked (by the one status definition,
 so issued = redeemed + pending + expired + revoked), bounced (pending invites whose address
 refused the message for good), reminded (at least one reminder) and redeemed_after_reminder
-(redeemed after the last reminder), the redemption rate and the median hours
+(redeemed after the last reminder), failed and sender_refused (live invites whose last
+attempt failed, and of those the ones refused for the sender's fault), complained and the
+complaint rate (over sent), the redemption rate and the median hours
 from issue to redemption, plus a totals row computed by the same query (GROUPING SETS). By day
 or week, rows are issue dates, and `redemptions` counts the redemptions on that date.
 """
@@ -41,6 +43,9 @@ KEYS = (
 # Added after the keys above (and after `redemptions` by day or week): CSV columns keep their
 # places.
 REMINDER_KEYS = ("reminded", "redeemed_after_reminder")
+# Then how delivery went: live invites whose last attempt failed (and of those, refused for the
+# sender's fault), and spam complaints over messages sent.
+DELIVERY_KEYS = ("failed", "sender_refused", "complained", "complaint_rate")
 WEEKS = (1, 2, 3, 4)
 # With an activity query (--activity), after all the others.
 ACTIVITY_KEYS = (
@@ -159,6 +164,11 @@ MEASURES = sql.SQL(
        count(reminded_at) AS reminded,
        count(*) FILTER (WHERE sent_at IS NOT NULL OR used_at IS NOT NULL) AS delivered,
        count(*) FILTER (WHERE used_at > reminded_at) AS redeemed_after_reminder,
+       count(*) FILTER (WHERE {pending} AND delivery_outcome = 'failed') AS failed,
+       count(*) FILTER (WHERE {pending} AND delivery_outcome = 'failed'
+                          AND delivery_class = 'sender-refused') AS sender_refused,
+       count(complained_at) AS complained,
+       round(count(complained_at)::numeric / NULLIF(count(sent_at), 0), 4) AS complaint_rate,
        round(count(*) FILTER (WHERE {redeemed})::numeric / NULLIF(count(*), 0), 4)
          AS redemption_rate,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at))
@@ -203,6 +213,8 @@ BY_DATE = sql.SQL(
            coalesce(i.bounced, 0) AS bounced, coalesce(i.reminded, 0) AS reminded,
            coalesce(i.redeemed_after_reminder, 0) AS redeemed_after_reminder,
            coalesce(i.delivered, 0) AS delivered,
+           coalesce(i.failed, 0) AS failed, coalesce(i.sender_refused, 0) AS sender_refused,
+           coalesce(i.complained, 0) AS complained, i.complaint_rate,
            i.redemption_rate, i.median_hours_to_redeem, coalesce(r.redemptions, 0) AS redemptions
            {activity}
       FROM issued i
@@ -222,7 +234,7 @@ class Report:
     def keys(self) -> list[str]:
         extra = ["redemptions"] if self.by in ("day", "week") else []
         activity = ACTIVITY_KEYS if self.with_activity else ()
-        return [self.by, *KEYS, *extra, *REMINDER_KEYS, *activity]
+        return [self.by, *KEYS, *extra, *REMINDER_KEYS, *DELIVERY_KEYS, *activity]
 
 
 def segments_setting(value: str | None) -> list[str]:

@@ -17,6 +17,13 @@ ALTER TABLE public.beta_invites
 COMMENT ON COLUMN public.beta_invites.delivery_class IS
   'The class of the refusal delivery_reply records: recipient-gone, soft, sender-refused or unclassified (NULL: no refusal, or not an SMTP one).';
 
+-- When the recipient reported the invitation as spam (a complaint matched to this invite):
+-- the report's complaint rate, and send's refusal past 0.3 %.
+ALTER TABLE public.beta_invites
+  ADD COLUMN IF NOT EXISTS complained_at TIMESTAMPTZ;
+COMMENT ON COLUMN public.beta_invites.complained_at IS
+  'When a spam complaint about this invite''s message was imported (bounces import). NULL: none.';
+
 ALTER TABLE public.beta_invites_suppressions
   DROP CONSTRAINT IF EXISTS beta_invites_suppressions_reason_check;
 ALTER TABLE public.beta_invites_suppressions
@@ -30,8 +37,8 @@ ALTER TABLE public.beta_invites_events
 ALTER TABLE public.beta_invites_events
   ADD CONSTRAINT beta_invites_events_kind_check
   CHECK (kind IN ('issued', 'sent', 'resent', 'reminded', 'delivery_failed',
-    'delivery_uncertain', 'bounced', 'reclassified', 'extended', 'revoked', 'redeemed',
-    'anonymised'));
+    'delivery_uncertain', 'bounced', 'reclassified', 'complained', 'extended', 'revoked',
+    'redeemed', 'anonymised'));
 
 -- The days an address was refused, by class (soft, unclassified): what the soft-bounce limit
 -- and the second unclassified refusal count. By digest, like the suppression list.
@@ -83,7 +90,7 @@ COMMENT ON FUNCTION public.beta_invites_refusal_kind(text, text) IS
   'The class of an SMTP refusal: recipient-gone, soft, sender-refused, unclassified; NULL when it is not one.';
 
 -- The history now says which class each failure was (the code and the class, never the reply
--- text), and records a bounce set back to failed as `reclassified`.
+-- text), records a bounce set back to failed as `reclassified`, and a complaint.
 CREATE OR REPLACE FUNCTION public.beta_invites_history_on_update()
   RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -116,6 +123,7 @@ BEGIN
      ('reclassified', o.delivery_outcome = 'bounced' AND n.delivery_outcome = 'failed'
                       AND n.delivery_outcome_at IS NOT DISTINCT FROM o.delivery_outcome_at,
       jsonb_build_object('from', 'bounced', 'to', 'failed', 'class', n.delivery_class)),
+     ('complained', o.complained_at IS NULL AND n.complained_at IS NOT NULL, NULL::jsonb),
      ('extended', n.expires_at IS DISTINCT FROM o.expires_at
                   AND NOT (o.revoked_at IS NULL AND n.revoked_at IS NOT NULL),
       jsonb_build_object('from', o.expires_at, 'to', n.expires_at)),

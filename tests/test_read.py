@@ -96,6 +96,10 @@ def test_report_by_cohort_agrees_with_sql(
         "median_hours_to_redeem",
         "reminded",
         "redeemed_after_reminder",
+        "failed",
+        "sender_refused",
+        "complained",
+        "complaint_rate",
     ]
     median = conn.execute(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at) / 3600)"

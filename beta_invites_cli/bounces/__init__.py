@@ -156,6 +156,11 @@ def record(
     address = email or failure.recipient
     if failure.complaint:
         summary.complaints += 1
+        conn.execute(
+            "UPDATE public.beta_invites SET complained_at = now()"
+            " WHERE id = %s AND complained_at IS NULL",
+            (invite_id,),
+        )
         if address is not None:
             summary.suppressed += suppression.add(
                 conn, [address], reason="complained", source="bounces-import", detail=detail[:1000]

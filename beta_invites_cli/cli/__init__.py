@@ -13,6 +13,7 @@ Every command lives in the module of its family (as in click's "complex" example
   history  history
   suppress suppress add|remove|list|check
   bounces  bounces import
+  doctor   doctor                 is the sending domain fit to send?
 
 Command modules only parse options and render results; the work is done by the modules above
 this package, which know nothing of click. Their errors (InvitesError, and psycopg's) become one
@@ -49,6 +50,7 @@ COMMANDS = {
     "history": "history:history_command",
     "suppress": "suppress:suppress",
     "bounces": "bounces:bounces",
+    "doctor": "doctor:doctor",
 }
 
 

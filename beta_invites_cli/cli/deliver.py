@@ -13,7 +13,7 @@ from uuid import UUID
 import click
 import psycopg
 
-from beta_invites_cli import issuing
+from beta_invites_cli import complaints, issuing
 from beta_invites_cli.cli.common import (
     App,
     Problems,
@@ -39,6 +39,13 @@ Connection = psycopg.Connection[Any]
 
 UNCERTAIN = condition(Status.UNCERTAIN)
 DEFAULT_CONNECTIONS = 4  # measured: see README, `invites send`
+
+ignore_complaints_option = click.option(
+    "--ignore-complaint-rate",
+    "ignore_complaints",
+    is_flag=True,
+    help="Send even when 0.3 % or more of the cohort's recent messages were reported as spam.",
+)
 
 connections_option = click.option(
     "--connections",
@@ -79,6 +86,7 @@ def open_channel(
 )
 @pace_options
 @connections_option
+@ignore_complaints_option
 @click.option(
     "--retry-uncertain",
     is_flag=True,
@@ -105,6 +113,7 @@ def send(
     rate: float | None,
     retry_uncertain: bool,
     connections: int,
+    ignore_complaints: bool,
 ) -> None:
     """Issue invites to any new recipients, then email every unsent invite of the cohort."""
     policy = refusal_policy(app, max_sender_refusals)
@@ -116,6 +125,7 @@ def send(
             conn = stack.enter_context(app.database.connect(autocommit=True))
             reader = stack.enter_context(app.database.connect(autocommit=True))
             check_user(conn, request.sent_by, "--sent-by")
+            check_complaints(conn, cohort, ignore=ignore_complaints or dry_run)
             if dry_run:
                 show_preview(conn, request, head, force, include_suppressed, limit, retry_uncertain)
                 return
@@ -202,6 +212,19 @@ def deliver(
             on_progress=advance,
             should_stop=stopped,
         )
+
+
+def check_complaints(conn: Connection, cohort_pattern: str, *, ignore: bool) -> None:
+    """Warn at a complaint rate of 0.1 %; refuse at 0.3 % (Gmail's and Yahoo's thresholds)."""
+    found = complaints.rate(conn, cohort_pattern)
+    if found.share >= complaints.REFUSE_AT and not ignore:
+        fail(
+            f"{found.describe(cohort_pattern)}: at 0.3 % Gmail and Yahoo refuse a sender's mail;"
+            " nothing was sent (find out why people report it; --ignore-complaint-rate sends"
+            " anyway)"
+        )
+    if found.share >= complaints.WARN_AT:
+        warn(f"warning: {found.describe(cohort_pattern)}: keep it under 0.1 %")
 
 
 def refusal_policy(app: App, max_sender_refusals: int) -> RefusalPolicy:

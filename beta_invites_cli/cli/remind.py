@@ -11,8 +11,10 @@ import click
 from beta_invites_cli import reminding
 from beta_invites_cli.cli.common import App, pass_app, progress_bar, say, stop_on_interrupt
 from beta_invites_cli.cli.deliver import (
+    check_complaints,
     connections_option,
     finish_delivery,
+    ignore_complaints_option,
     open_channel,
     open_senders,
     refusal_policy,
@@ -50,6 +52,7 @@ from beta_invites_cli.delivery import selection
 )
 @pace_options
 @connections_option
+@ignore_complaints_option
 @pass_app
 def remind(
     app: App,
@@ -65,6 +68,7 @@ def remind(
     limit: int | None,
     rate: float | None,
     connections: int,
+    ignore_complaints: bool,
 ) -> None:
     """Email one reminder per step to each sent, pending, unsuppressed invite that is due.
 
@@ -84,6 +88,7 @@ def remind(
     chosen, head = open_channel(app, outbox, template_path, timeout, kind="reminder")
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(app.database.connect(autocommit=True))
+        check_complaints(reader, cohort_pattern, ignore=ignore_complaints or dry_run)
         due = reminding.due(reader, cohort_pattern, steps)
         total = due.now
         # Due but held back by the day of quiet: said, or an operator wonders why not.

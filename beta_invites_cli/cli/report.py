@@ -24,14 +24,20 @@ from beta_invites_cli.cli.render import Column, OutputFile, rate_style, render
 from beta_invites_cli.filters import Filters
 
 # Right-aligned in the table; the rate is drawn as a bar.
-NUMERIC = {*reports.KEYS, *reports.REMINDER_KEYS, *reports.ACTIVITY_KEYS, "redemptions"} - {
-    "redemption_rate"
-}
+NUMERIC = {
+    *reports.KEYS,
+    *reports.REMINDER_KEYS,
+    *reports.DELIVERY_KEYS,
+    *reports.ACTIVITY_KEYS,
+    "redemptions",
+} - {"redemption_rate"}
 # Short headers: the table has to read at 80 columns.
 HEADERS = {
     "median_hours_to_redeem": "Median h to redeem",
     "redemption_rate": "Redeemed",
     "redeemed_after_reminder": "After reminder",
+    "sender_refused": "Sender refused",
+    "complaint_rate": "Complaints",
     "activity_per_active": "Per active",
     "median_hours_to_first_activity": "Median h to act.",
     **{f"week_{n}_retention": f"W{n} active" for n in reports.WEEKS},
@@ -45,6 +51,10 @@ DROP = {
         reversed(
             (
                 "issued_trend",
+                "complaint_rate",
+                "complained",
+                "sender_refused",
+                "failed",
                 "redeemed_after_reminder",
                 "reminded",
                 "revoked",

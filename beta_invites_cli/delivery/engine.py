@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from beta_invites_cli.delivery.recording import (
 )
 from beta_invites_cli.delivery.refusals import Kind, domain_of
 from beta_invites_cli.delivery.selection import Pending, compose, sendable, unsent
+from beta_invites_cli.delivery.shared import Shared
 from beta_invites_cli.delivery.transport import DeliveryFailed, DeliveryUncertain, Transport
 from beta_invites_cli.errors import InvitesError
 
@@ -123,7 +123,7 @@ def deliver(
     """The engine under send, resend and remind: email the `listed` invites that still match
     `which` (with `params`) once locked, over every sender at once; `record` writes what an
     accepted message changes (by default: sent)."""
-    shared = _Shared(
+    shared = Shared(
         listed,
         limit=limit,
         rate=rate,
@@ -140,7 +140,7 @@ def deliver(
     return _run_all(runs, shared)
 
 
-def _run_all(runs: list[_Run], shared: _Shared) -> DeliveryResult:
+def _run_all(runs: list[_Run], shared: Shared) -> DeliveryResult:
     """Each sender in its own thread (one in this thread), then their results as one."""
     if len(runs) == 1:
         runs[0].work()
@@ -158,7 +158,7 @@ def _run_all(runs: list[_Run], shared: _Shared) -> DeliveryResult:
     return _merged([run.result for run in runs], shared)
 
 
-def _merged(results: list[DeliveryResult], shared: _Shared) -> DeliveryResult:
+def _merged(results: list[DeliveryResult], shared: Shared) -> DeliveryResult:
     merged = DeliveryResult()
     for result in results:
         merged.sent += result.sent
@@ -171,104 +171,6 @@ def _merged(results: list[DeliveryResult], shared: _Shared) -> DeliveryResult:
     merged.held = shared.held
     merged.interrupted = shared.interrupted
     return merged
-
-
-class _Shared:
-    """What the senders of one run share: the candidates, the limit, the pace, the stop."""
-
-    def __init__(
-        self,
-        candidates: Iterator[Pending],
-        *,
-        limit: int | None,
-        rate: float | None,
-        pause: AutoPause,
-        sender_pause: SenderPause,
-        should_stop: Callable[[], bool],
-    ) -> None:
-        self.lock = threading.Lock()
-        self.candidates = candidates
-        self.limit = limit
-        self.claimed = 0
-        self.pace = _Pace(rate)
-        self.pause = pause
-        self.sender_pause = sender_pause
-        self.held = 0
-        self.should_stop = should_stop
-        self.stopped = False
-        self.interrupted = False
-        self.uncertain_in_a_row = 0
-
-    def next_candidate(self) -> Pending | None:
-        with self.lock:
-            if self.stopped or self._paused():
-                return None
-            if self.should_stop():
-                self.interrupted = self.stopped = True
-                return None
-            while (candidate := next(self.candidates, None)) is not None:
-                if not self.sender_pause.is_paused(domain_of(candidate.email)):
-                    return candidate
-                self.held += 1  # its domain refuses us: left unsent for the next run
-            self.stopped = True
-            return None
-
-    def hold(self) -> None:
-        with self.lock:
-            self.held += 1
-
-    def _paused(self) -> bool:
-        return self.pause.reason is not None or self.sender_pause.stops_run()
-
-    def halted(self) -> bool:
-        """Whether no further message may start: paused, or asked to stop (Ctrl-C). An invite
-        locked ahead is then released unsent."""
-        with self.lock:
-            if self._paused():
-                return True
-            if self.should_stop():
-                self.interrupted = self.stopped = True
-            return self.interrupted
-
-    def claim(self) -> bool:
-        """Count a locked invite against --limit; False when the limit is reached."""
-        with self.lock:
-            if self.limit is not None and self.claimed >= self.limit:
-                self.stopped = True
-                return False
-            self.claimed += 1
-            return True
-
-    def stop(self) -> None:
-        with self.lock:
-            self.stopped = True
-
-    def unanswered(self, *, add: bool) -> int:
-        """Messages in a row the server left without an answer, on any connection (an
-        answered one starts the count again)."""
-        with self.lock:
-            self.uncertain_in_a_row = self.uncertain_in_a_row + 1 if add else 0
-            return self.uncertain_in_a_row
-
-
-class _Pace:
-    """At most `rate` messages per second."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.interval = 1.0 / rate if rate else 0.0
-        self.next_at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Wait for this message's slot; senders on several connections share the rate."""
-        if not self.interval:
-            return
-        with self._lock:
-            slot = max(self.next_at, time.monotonic())
-            self.next_at = slot + self.interval
-        delay = slot - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
 
 
 @dataclass(frozen=True)
@@ -304,7 +206,7 @@ class _Run:
         which: sql.Composable,
         params: dict[str, Any],
         on_progress: Callable[[], None],
-        shared: _Shared,
+        shared: Shared,
         record: Record | None = None,
         on_changed: Callable[[Pending, DeliveryResult], None] | None = None,
     ) -> None:

@@ -250,6 +250,11 @@ class SmtpTransport:
         if self._smtp is None:
             self._smtp = self._open()
 
+    def tls_version(self) -> str | None:
+        """The TLS version of the open connection (TLSv1.3); None when it is plain."""
+        sock = self._smtp.sock if self._smtp is not None else None
+        return sock.version() if isinstance(sock, ssl.SSLSocket) else None
+
     def _open(self) -> smtplib.SMTP:
         config = self.config
         deadlines = self.deadlines
