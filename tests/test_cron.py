@@ -105,7 +105,7 @@ def test_the_readme_cron_lines_run_under_cron(
     # Where a webhook receiver saves provider events (the bounces import line).
     (project / "webhooks").mkdir()
     (project / "webhooks" / "1.json").write_text(
-        json.dumps(provider_samples.ses_complaint("ada@example.org", "not-ours@x"))
+        json.dumps(provider_samples.ses_bounce("stranger@example.org", "not-ours@x"))
     )
     for line in lines:
         done = cron_run(line.replace("/srv/beta", str(project)), tmp_path)

@@ -4,6 +4,8 @@ matched by Message-ID or address, read by the same classes, imported once."""
 from __future__ import annotations
 
 import json
+import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import psycopg
 import pytest
 
 from tests import provider_samples as samples
-from tests.conftest import Invoke
+from tests.conftest import Invoke, run_invites
 from tests.smtp import SmtpServer
 from tests.test_issue_send import people, smtp_env
 
@@ -192,3 +194,51 @@ def test_events_match_by_address_when_the_message_id_is_not_ours(
     assert result.stderr.splitlines()[0] == (
         "unmatched: sg.json event 1: stranger@example.org <x@y>: no invite of ours"
     )
+
+
+def test_two_imports_at_once_record_each_event_once(
+    conn: psycopg.Connection[Any], db_url: str, tmp_path: Path, sent: dict[str, str]
+) -> None:
+    """A webhook receiver and a cron job importing the same events together: each refusal is
+    recorded (and counted new) by exactly one of them, and nothing deadlocks."""
+    events = []
+    for i in range(12):
+        address = p(i)
+        if i % 3 == 0:
+            events.append(samples.ses_bounce(address, sent[address]))
+        elif i % 3 == 1:
+            events.append(
+                samples.ses_bounce(
+                    address,
+                    sent[address],
+                    status="5.7.1",
+                    diagnostic="smtp; 550 5.7.1 rejected by policy",
+                )
+            )
+        else:
+            events.append(samples.ses_complaint(address, sent[address]))
+    folder = tmp_path / "events"
+    folder.mkdir()
+    for n in range(10):  # the same events, many files: the two runs interleave
+        (folder / f"{n:02d}.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(
+            pool.map(
+                lambda _: run_invites(
+                    "bounces", "import", str(folder), env={"DATABASE_URL": db_url}
+                ),
+                range(2),
+            )
+        )
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    new = [int(re.search(r"\((\d+) new\)", r.stderr).group(1)) for r in runs]  # type: ignore[union-attr]
+    assert sum(new) == 8  # 4 gone, 4 sender-refused: each recorded by one run only
+    found = state(conn)
+    assert [found[p(i)] for i in range(12)] == [
+        ("bounced", "recipient-gone", "bounced")
+        if i % 3 == 0
+        else ("failed", "sender-refused", None)
+        if i % 3 == 1
+        else (None, None, "complained")
+        for i in range(12)
+    ]

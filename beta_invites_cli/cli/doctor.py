@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from email.utils import parseaddr
 
@@ -12,6 +11,8 @@ import click
 from beta_invites_cli import complaints
 from beta_invites_cli import doctor as examining
 from beta_invites_cli.cli.common import App, pass_app
+from beta_invites_cli.cli.options import format_option
+from beta_invites_cli.cli.render import Column, render
 from beta_invites_cli.delivery import channel
 from beta_invites_cli.delivery.message import ascii_domain
 from beta_invites_cli.delivery.smtp import parse_smtp_url
@@ -21,28 +22,25 @@ from beta_invites_cli.exits import ExitCode
 MARKS = {examining.OK: "ok", examining.WARN: "warn", examining.FAIL: "FAIL"}
 
 
+COLUMNS = [Column("name", "Check"), Column("status", "Status"), Column("detail", "Detail")]
+
+
 @click.command(epilog="Example: invites doctor --format json")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="One line per check for people; JSON for scripts.",
-)
+@format_option()
 @pass_app
 def doctor(app: App, fmt: str) -> None:
     """Check the sending domain before a launch: MX, SPF, DMARC, the DKIM key, the relay (TLS,
-    certificate, AUTH), one-click unsubscribe and the complaint rate. Exit 1 when a check fails."""
+    certificate, AUTH), one-click unsubscribe and the complaint rate. Exit 1 when a check fails.
+    Sends nothing, writes nothing."""
     setup = _setup(app)
     lookups = examining.Dns(app.settings.get("INVITES_DNS_SERVER"))
     checks = examining.examine(setup, lookups, lambda: _complaints(app))
-    if fmt == "json":
-        click.echo(json.dumps(examining.as_records(checks), indent=2))
-    else:
+    if fmt == "table":  # one line per check reads better than a table of long sentences
         width = max(len(c.name) for c in checks)
         for check in checks:
             click.echo(f"{MARKS[check.status]:<4}  {check.name:<{width}}  {check.detail}")
+    else:
+        render(examining.as_records(checks), COLUMNS, fmt)
     if any(c.status == examining.FAIL for c in checks):
         sys.exit(ExitCode.ERROR)
 
