@@ -15,7 +15,8 @@ from beta_invites_cli import migrations
 from beta_invites_cli.codes import new_code
 from beta_invites_cli.delivery.channel import Letterhead
 from beta_invites_cli.delivery.selection import Pending, compose
-from beta_invites_cli.issuing import issue, prepare
+from beta_invites_cli.intake import prepare
+from beta_invites_cli.issuing import issue
 from beta_invites_cli.template import load as load_template
 
 

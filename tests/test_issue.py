@@ -11,7 +11,8 @@ import pytest
 
 from beta_invites_cli.codes import ALPHABET, LENGTH, new_code, new_codes, normalise
 from beta_invites_cli.errors import InvalidCode
-from beta_invites_cli.issuing import issue, prepare
+from beta_invites_cli.intake import prepare
+from beta_invites_cli.issuing import issue
 from tests.conftest import Invoke
 
 
@@ -325,9 +326,11 @@ def test_code_collisions_are_retried(
         "INSERT INTO beta_invites (code, email, cohort) VALUES ('AAAAAAAAAAAAAAAA', 'x@example.com', 'c'), ('BBBBBBBBBBBBBBBB', 'y@example.com', 'c')"
     )
     drawn = iter(["AAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBB", "CCCCCCCCCCCCCCCC", "DDDDDDDDDDDDDDDD"])
-    monkeypatch.setattr(
-        "beta_invites_cli.issuing.new_codes", lambda n: [next(drawn) for _ in range(n)]
-    )
+    def draw(n: int) -> list[str]:
+        return [next(drawn) for _ in range(n)]
+
+    monkeypatch.setattr("beta_invites_cli.intake.new_codes", draw)  # the first draw
+    monkeypatch.setattr("beta_invites_cli.issuing.new_codes", draw)  # after a collision
     request = prepare(
         "press-x",
         [],

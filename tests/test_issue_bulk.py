@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from beta_invites_cli.issuing import Output, issue, prepare
+from beta_invites_cli.intake import prepare
+from beta_invites_cli.issuing import Output, issue
 from tests.conftest import Invoke, run_with_full_disk
 
 # Runs `invites ARGS` and prints the peak resident size of its own address space (VmHWM) last
@@ -117,6 +118,7 @@ def test_a_code_collision_writes_the_output_again(
     )
     # Ada's first code is free, Grace's is taken: only Grace draws again.
     drawn = iter([["AAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBB"], ["CCCCCCCCCCCCCCCC"]])
+    monkeypatch.setattr("beta_invites_cli.intake.new_codes", lambda n: next(drawn))
     monkeypatch.setattr("beta_invites_cli.issuing.new_codes", lambda n: next(drawn))
     people = [("--email", "ada@example.com"), ("--email", "grace@example.com")]
     request = prepare("press-x", [], people, expires_in=None, sent_by=None, skip_invalid=False)

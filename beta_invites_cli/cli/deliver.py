@@ -13,7 +13,7 @@ from uuid import UUID
 import click
 import psycopg
 
-from beta_invites_cli import complaints, issuing
+from beta_invites_cli import complaints, intake, issuing
 from beta_invites_cli.cli.common import (
     App,
     Problems,
@@ -262,7 +262,7 @@ def finish_delivery(outcome: engine.DeliveryResult) -> None:
 
 def show_preview(
     conn: Connection,
-    request: issuing.IssueRequest,
+    request: intake.IssueRequest,
     head: channel.Letterhead,
     force: bool,
     include_suppressed: bool,

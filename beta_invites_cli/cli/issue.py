@@ -13,7 +13,7 @@ from uuid import UUID
 import click
 import psycopg
 
-from beta_invites_cli import issuing
+from beta_invites_cli import intake, issuing
 from beta_invites_cli.cli import stdout
 from beta_invites_cli.cli.common import (
     App,
@@ -53,7 +53,7 @@ def prepare(
     expires_in: timedelta | None,
     sent_by: UUID | None,
     skip_invalid: bool,
-) -> issuing.IssueRequest:
+) -> intake.IssueRequest:
     """The domain checks the request; this adds the flags to what it says."""
     if sent_by is None and app.settings.get("INVITES_SENT_BY"):
         try:
@@ -67,7 +67,7 @@ def prepare(
         for f in recipient_files
     ]
     try:
-        return issuing.prepare(
+        return intake.prepare(
             cohort,
             sources,
             [("--email", email) for email in emails],
@@ -75,7 +75,7 @@ def prepare(
             sent_by=sent_by,
             skip_invalid=skip_invalid,
         )
-    except issuing.InvalidRecipients as exc:
+    except intake.InvalidRecipients as exc:
         raise Problems(
             [
                 *exc.problems,
@@ -96,7 +96,7 @@ def issued_but(issued: issuing.Issued, cohort: str) -> tuple[str, str]:
     return f"{issued.created} invite(s) were issued", f": `{lister}` lists them"
 
 
-def report_issue(request: issuing.IssueRequest, issued: issuing.Issued) -> None:
+def report_issue(request: intake.IssueRequest, issued: issuing.Issued) -> None:
     report_lines("duplicate:", issued.duplicates, issued.duplicate_count)
     report_lines("invalid:", request.problems, request.invalid)
     report_lines(
