@@ -46,6 +46,24 @@ REMINDER_KEYS = ("reminded", "redeemed_after_reminder")
 # Then how delivery went: live invites whose last attempt failed (and of those, refused for the
 # sender's fault), and spam complaints over messages sent.
 DELIVERY_KEYS = ("failed", "sender_refused", "complained", "complaint_rate")
+# By cohort, then its seats and waitlist: seats (null: no cap), people waiting, people invited
+# from the waitlist, the median days from joining to the invitation, and seats reclaimed.
+SEAT_KEYS = ("seats", "waiting", "waitlist_invited", "median_days_to_invite", "reclaimed")
+WAITLIST_BY_COHORT = """
+    SELECT w.cohort, c.seats,
+           count(*) FILTER (WHERE w.email IS NOT NULL) AS waiting,
+           count(*) FILTER (WHERE w.invited_at IS NOT NULL) AS waitlist_invited,
+           round((percentile_cont(0.5) WITHIN GROUP (
+                    ORDER BY extract(epoch FROM w.invited_at - w.joined_at))
+                  FILTER (WHERE w.invited_at IS NOT NULL) / 86400)::numeric, 1)
+             AS median_days_to_invite
+      FROM public.beta_invites_waitlist AS w
+      LEFT JOIN public.beta_invites_cohorts AS c USING (cohort)
+     GROUP BY w.cohort, c.seats
+    UNION ALL
+    SELECT c.cohort, c.seats, 0, 0, NULL FROM public.beta_invites_cohorts AS c
+     WHERE NOT EXISTS (SELECT 1 FROM public.beta_invites_waitlist AS w WHERE w.cohort = c.cohort)
+"""
 WEEKS = (1, 2, 3, 4)
 # With an activity query (--activity), after all the others.
 ACTIVITY_KEYS = (
@@ -168,6 +186,7 @@ MEASURES = sql.SQL(
        count(*) FILTER (WHERE {pending} AND delivery_outcome = 'failed'
                           AND delivery_class = 'sender-refused') AS sender_refused,
        count(complained_at) AS complained,
+       count(*) FILTER (WHERE revoked_reason = 'reclaimed') AS reclaimed,
        round(count(complained_at)::numeric / NULLIF(count(sent_at), 0), 4) AS complaint_rate,
        round(count(*) FILTER (WHERE {redeemed})::numeric / NULLIF(count(*), 0), 4)
          AS redemption_rate,
@@ -215,6 +234,7 @@ BY_DATE = sql.SQL(
            coalesce(i.delivered, 0) AS delivered,
            coalesce(i.failed, 0) AS failed, coalesce(i.sender_refused, 0) AS sender_refused,
            coalesce(i.complained, 0) AS complained, i.complaint_rate,
+           coalesce(i.reclaimed, 0) AS reclaimed,
            i.redemption_rate, i.median_hours_to_redeem, coalesce(r.redemptions, 0) AS redemptions
            {activity}
       FROM issued i
@@ -234,7 +254,8 @@ class Report:
     def keys(self) -> list[str]:
         extra = ["redemptions"] if self.by in ("day", "week") else []
         activity = ACTIVITY_KEYS if self.with_activity else ()
-        return [self.by, *KEYS, *extra, *REMINDER_KEYS, *DELIVERY_KEYS, *activity]
+        seats = SEAT_KEYS if self.by == "cohort" else ()
+        return [self.by, *KEYS, *extra, *REMINDER_KEYS, *DELIVERY_KEYS, *seats, *activity]
 
 
 def segments_setting(value: str | None) -> list[str]:
@@ -316,6 +337,11 @@ def build(
             records = activity.run(cursor, query, params).fetchall()
         else:
             records = cursor.execute(query, params).fetchall()
+        waitlists = (
+            {r.pop("cohort"): r for r in cursor.execute(WAITLIST_BY_COHORT).fetchall()}
+            if by == "cohort"
+            else {}
+        )
     except QueryCanceled:
         raise InvitesError(
             f"the report ran past the timeout ({timeout.total_seconds():g} s, --timeout)"
@@ -326,7 +352,17 @@ def build(
     totals = None
     for record in records:
         is_total = record.pop("is_total")
+        reclaimed = record.pop("reclaimed")
         record = {by: record.pop("key"), **record}
+        if by == "cohort":
+            waiting = waitlists.get(record["cohort"], {})
+            record["seats"] = waiting.get("seats")
+            for key in ("waiting", "waitlist_invited"):
+                record[key] = (
+                    waiting.get(key, 0) if not is_total else sum(w[key] for w in waitlists.values())
+                )
+            record["median_days_to_invite"] = waiting.get("median_days_to_invite")
+            record["reclaimed"] = reclaimed
         if is_total:
             totals = record
         else:

@@ -91,6 +91,7 @@ COMMENT ON FUNCTION public.beta_invites_waitlist_position(text, text) IS
 CREATE OR REPLACE FUNCTION public.beta_invites_waitlist_join(
   email text, cohort text, source text DEFAULT NULL)
   RETURNS TABLE (status text, "position" bigint) LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
 DECLARE
   address text := btrim($1);
   label text := $2;

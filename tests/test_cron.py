@@ -97,6 +97,7 @@ def test_the_readme_cron_lines_run_under_cron(
     lines = readme_cron_lines()
     assert len(lines) >= 2 and all(line.startswith("cd /srv/beta && ") for line in lines)
     assert invites("send --cohort press-x --outbox outbox --email ada@example.org").exit_code == 0
+    assert invites("cohort set creator-beta --seats 10").exit_code == 0  # what fill's line fills
     # /srv/beta, as the README sets it up: the project's .env and its virtualenv.
     project = tmp_path / "srv-beta"
     project.mkdir()

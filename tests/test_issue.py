@@ -326,6 +326,7 @@ def test_code_collisions_are_retried(
         "INSERT INTO beta_invites (code, email, cohort) VALUES ('AAAAAAAAAAAAAAAA', 'x@example.com', 'c'), ('BBBBBBBBBBBBBBBB', 'y@example.com', 'c')"
     )
     drawn = iter(["AAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBB", "CCCCCCCCCCCCCCCC", "DDDDDDDDDDDDDDDD"])
+
     def draw(n: int) -> list[str]:
         return [next(drawn) for _ in range(n)]
 

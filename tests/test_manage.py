@@ -232,6 +232,7 @@ def test_sweep_anonymises_only_expired_unredeemed_past_grace(
         "anonymized": 1,
         "awaiting_grace": 1,
         "outbox_messages_removed": 0,
+        "waitlist_removed": 0,
     }
     old_email = state(conn, mixed["old"])[0]
     assert old_email != "old@example.com" and "old" not in old_email.split("+")[1]

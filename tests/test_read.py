@@ -100,6 +100,11 @@ def test_report_by_cohort_agrees_with_sql(
         "sender_refused",
         "complained",
         "complaint_rate",
+        "seats",
+        "waiting",
+        "waitlist_invited",
+        "median_days_to_invite",
+        "reclaimed",
     ]
     median = conn.execute(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM used_at - created_at) / 3600)"

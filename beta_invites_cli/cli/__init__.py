@@ -14,6 +14,8 @@ Every command lives in the module of its family (as in click's "complex" example
   suppress suppress add|remove|list|check
   bounces  bounces import
   doctor   doctor                 is the sending domain fit to send?
+  waitlist waitlist add|list|remove|position, cohort set|list
+  fill     fill, reclaim          seats filled from the waitlist, and given back
 
 Command modules only parse options and render results; the work is done by the modules above
 this package, which know nothing of click. Their errors (InvitesError, and psycopg's) become one
@@ -51,6 +53,10 @@ COMMANDS = {
     "suppress": "suppress:suppress",
     "bounces": "bounces:bounces",
     "doctor": "doctor:doctor",
+    "waitlist": "waitlist:waitlist",
+    "cohort": "waitlist:cohort",
+    "fill": "fill:fill",
+    "reclaim": "fill:reclaim",
 }
 
 

@@ -103,6 +103,7 @@ def send(
     force: bool,
     skip_invalid: bool,
     include_suppressed: bool,
+    over_cap: bool,
     template_path: Path | None,
     outbox: Path | None,
     timeout: float | None,
@@ -133,7 +134,11 @@ def send(
             # locked: one that cannot be reached, or never answers, changes nothing.
             senders = open_senders(app, chosen, stack, connections, first=conn)
             with issuing.issue(
-                conn, request, force=force, include_suppressed=include_suppressed
+                conn,
+                request,
+                force=force,
+                include_suppressed=include_suppressed,
+                over_cap=over_cap,
             ) as issued:
                 pass
             if request.given:

@@ -133,6 +133,7 @@ def generate(
     force: bool,
     skip_invalid: bool,
     include_suppressed: bool,
+    over_cap: bool,
     mark_sent: bool,
     output: Path | None,
     fmt: str | None,
@@ -165,6 +166,7 @@ def generate(
                     mark_sent=mark_sent,
                     output=written,
                     include_suppressed=include_suppressed,
+                    over_cap=over_cap,
                 ) as issued:
                     drawn = fmt == "table" and issued.created <= TABLE_LIMIT
                     shown = list(issued.records(signup_url)) if drawn else []

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import click
 
-from beta_invites_cli import host, lifecycle
+from beta_invites_cli import host, lifecycle, waitlist
 from beta_invites_cli.cli import stdout
 from beta_invites_cli.cli.common import App, Problems, check_user, fail, pass_app, say
 from beta_invites_cli.cli.options import DurationType, UuidType, format_option
@@ -183,13 +183,24 @@ def extend(
     help="Rows per transaction.",
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be anonymised; change nothing.")
+@click.option(
+    "--waitlist-ttl",
+    type=DurationType(),
+    help="Also remove (delete the address of) people waiting longer than this (default: never).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Report even when there was nothing to do.")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @pass_app
 def expire(
-    app: App, grace: timedelta, batch_size: int, dry_run: bool, verbose: bool, fmt: str
+    app: App,
+    grace: timedelta,
+    batch_size: int,
+    dry_run: bool,
+    waitlist_ttl: timedelta | None,
+    verbose: bool,
+    fmt: str,
 ) -> None:
     """Anonymise the email of invites that expired or were revoked (run it from cron).
 
@@ -201,6 +212,10 @@ def expire(
         cleanup = (
             outbox.Cleanup() if dry_run else outbox.remove_anonymised(conn, app.settings.values)
         )
+        waited = 0
+        if waitlist_ttl is not None:
+            with conn.transaction(force_rollback=dry_run):
+                waited = waitlist.expire_waiting(conn, waitlist_ttl)
     removed = cleanup.removed
     if not result.ran:
         say("another sweep is running; nothing to do")
@@ -210,6 +225,7 @@ def expire(
             "anonymized": result.anonymized,
             "awaiting_grace": result.awaiting_grace,
             "outbox_messages_removed": removed,
+            "waitlist_removed": waited,
         }
         click.echo(json.dumps(counts))
     elif result.anonymized or removed or verbose or dry_run:
@@ -218,6 +234,11 @@ def expire(
             f"{verb} {result.anonymized} expired invite(s); "
             f"{result.awaiting_grace} within the grace period"
             + (f"; removed {removed} outbox message(s)" if removed else "")
+            + (
+                f"; {'would remove' if dry_run else 'removed'} {waited} waiting too long"
+                if waited
+                else ""
+            )
         )
     if cleanup.left:
         raise Problems(cleanup.problems())

@@ -149,6 +149,11 @@ issue_options = stack(
         is_flag=True,
         help="Issue codes to suppressed addresses too (they are still never emailed).",
     ),
+    click.option(
+        "--over-cap",
+        is_flag=True,
+        help="Issue even when the cohort's seats are all taken (invites cohort set --seats).",
+    ),
 )
 
 delivery_options = stack(

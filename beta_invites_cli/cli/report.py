@@ -28,6 +28,7 @@ NUMERIC = {
     *reports.KEYS,
     *reports.REMINDER_KEYS,
     *reports.DELIVERY_KEYS,
+    *reports.SEAT_KEYS,
     *reports.ACTIVITY_KEYS,
     "redemptions",
 } - {"redemption_rate"}
@@ -38,6 +39,8 @@ HEADERS = {
     "redeemed_after_reminder": "After reminder",
     "sender_refused": "Sender refused",
     "complaint_rate": "Complaints",
+    "waitlist_invited": "From waitlist",
+    "median_days_to_invite": "Median d waited",
     "activity_per_active": "Per active",
     "median_hours_to_first_activity": "Median h to act.",
     **{f"week_{n}_retention": f"W{n} active" for n in reports.WEEKS},
@@ -51,6 +54,11 @@ DROP = {
         reversed(
             (
                 "issued_trend",
+                "reclaimed",
+                "median_days_to_invite",
+                "waitlist_invited",
+                "waiting",
+                "seats",
                 "complaint_rate",
                 "complained",
                 "sender_refused",
