@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import big
+from bench import big, seats
 from bench.harness import Context, Workload, invites_command, psql_command, run_quiet
 from beta_invites_cli import migrations
 from beta_invites_cli.codes import new_code
@@ -397,4 +397,5 @@ ALL = {
     "list-csv": big.list_export,
     "list-json": big.list_json,
     "list-jsonl": big.list_jsonl,
+    **seats.ALL,
 }
