@@ -197,7 +197,7 @@ COHORTS = 10_000
 
 
 def cohort_list(ctx: Context) -> Workload:
-    """`invites cohort list` over 10,000 cohorts with seats and --size invites, against psql
+    """`invites cohort list` over 10,000 cohorts with seats and --big invites, against psql
     counting the invites per cohort the same way (one GROUP BY)."""
     url = ctx.fresh_database("bench_cohort_list")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -208,7 +208,7 @@ def cohort_list(ctx: Context) -> Workload:
                    'c' || i || '@example.com', 'cohort-' || (i %% %(cohorts)s)
               FROM generate_series(0, %(size)s - 1) AS i
             """,
-            {"cohorts": COHORTS, "size": ctx.size},
+            {"cohorts": COHORTS, "size": ctx.big},
         )
         conn.execute(
             "INSERT INTO public.beta_invites_cohorts (cohort, seats)"
@@ -223,7 +223,7 @@ def cohort_list(ctx: Context) -> Workload:
     )
     return Workload(
         name="cohort-list",
-        ours_label=f"invites cohort list --format csv ({COHORTS:,} cohorts, {ctx.size:,} invites)",
+        ours_label=f"invites cohort list --format csv ({COHORTS:,} cohorts, {ctx.big:,} invites)",
         baseline_label="psql: the taken seats of every cohort in one GROUP BY",
         ours=lambda: run_quiet(
             [*invites_command(), "cohort", "list", "--format", "csv"], env=ctx.env(url)

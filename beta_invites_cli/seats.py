@@ -43,9 +43,12 @@ class Cohort:
 
 
 def taken(conn: psycopg.Connection[Any], cohort: str) -> int:
-    query = sql.SQL("SELECT count(*) FROM public.beta_invites WHERE cohort = %s AND {}").format(
-        TAKES_A_SEAT
-    )
+    # A redeemed invite is never revoked nor swept: the two conditions only let the planner use
+    # the partial index of the invites that may hold a seat.
+    query = sql.SQL(
+        "SELECT count(*) FROM public.beta_invites WHERE cohort = %s"
+        " AND revoked_at IS NULL AND anonymized_at IS NULL AND {}"
+    ).format(TAKES_A_SEAT)
     row = conn.execute(query, (cohort,)).fetchone()
     return int(row[0]) if row else 0
 

@@ -58,9 +58,10 @@ CREATE INDEX IF NOT EXISTS idx_beta_invites_waitlist_email
   ON public.beta_invites_waitlist (public.invites_email_key(email))
   WHERE email IS NOT NULL;
 
--- Seats taken per cohort, for the ones that have seats: a scan of the cohort index each.
+-- Seats taken per cohort: an index-only scan of the invites that may hold one (neither revoked
+-- nor swept), with what tells a pending invite from an expired one.
 CREATE INDEX IF NOT EXISTS idx_beta_invites_cohort_taken
-  ON public.beta_invites (cohort)
+  ON public.beta_invites (cohort, expires_at) INCLUDE (used_at)
   WHERE revoked_at IS NULL AND anonymized_at IS NULL;
 
 ALTER TABLE public.beta_invites_events
