@@ -196,10 +196,12 @@ def _expiry(conn: psycopg.Connection[Any], expires_in: timedelta | None) -> Any:
 
 def waiting_to_send(conn: psycopg.Connection[Any], pattern: str) -> Iterator[Pending]:
     """The invites fill issued (now or in a run that stopped) that are still unsent."""
+    # An invite from the waitlist has its entry's id: one primary-key probe a row (an IN over
+    # the waitlist's invite ids became a plain subplan once they outgrew work_mem).
     where = sql.SQL(
         r"cohort LIKE %(pattern)s ESCAPE '\' AND {sendable}"
-        r" AND id IN (SELECT w.invite_id FROM public.beta_invites_waitlist AS w"
-        r"             WHERE w.invite_id IS NOT NULL AND w.cohort LIKE %(pattern)s ESCAPE '\')"
+        r" AND EXISTS (SELECT 1 FROM public.beta_invites_waitlist AS w"
+        r"              WHERE w.id = beta_invites.id AND w.invite_id = beta_invites.id)"
     ).format(sendable=sendable(False))
     return candidates(conn, where, {"pattern": like_pattern(pattern)})
 

@@ -104,27 +104,33 @@ def configure(
 
 
 # Per cohort with settings or people waiting: seats, taken, free, waiting, invited today (in
-# the timezone given), pace. Each count is a probe of its cohort's index, not a scan.
+# the timezone given), pace. One grouped pass over each table (the invites through the partial
+# index of those that may hold a seat), not a count per cohort.
 COHORTS = sql.SQL(
     r"""
     WITH named AS (
       SELECT cohort FROM public.beta_invites_cohorts
       UNION
-      SELECT DISTINCT cohort FROM public.beta_invites_waitlist WHERE email IS NOT NULL)
-    SELECT n.cohort, c.seats,
-           t.taken,
-           CASE WHEN c.seats IS NOT NULL THEN greatest(c.seats - t.taken, 0) END AS free,
-           w.waiting, d.invited_today, c.per_day
+      SELECT DISTINCT cohort FROM public.beta_invites_waitlist WHERE email IS NOT NULL),
+    held AS (
+      SELECT b.cohort, count(*) AS taken FROM public.beta_invites AS b
+       WHERE b.revoked_at IS NULL AND b.anonymized_at IS NULL AND {takes}
+         AND b.cohort IN (SELECT cohort FROM named)
+       GROUP BY b.cohort),
+    queued AS (
+      SELECT q.cohort, count(*) FILTER (WHERE q.email IS NOT NULL) AS waiting,
+             count(*) FILTER (WHERE q.invited_at >= {day_start}) AS invited_today
+        FROM public.beta_invites_waitlist AS q
+       GROUP BY q.cohort)
+    SELECT n.cohort, c.seats, coalesce(h.taken, 0) AS taken,
+           CASE WHEN c.seats IS NOT NULL THEN greatest(c.seats - coalesce(h.taken, 0), 0) END
+             AS free,
+           coalesce(w.waiting, 0) AS waiting, coalesce(w.invited_today, 0) AS invited_today,
+           c.per_day
       FROM named AS n
       LEFT JOIN public.beta_invites_cohorts AS c USING (cohort)
-     CROSS JOIN LATERAL (SELECT count(*) AS taken FROM public.beta_invites AS b
-                          WHERE b.cohort = n.cohort AND b.revoked_at IS NULL
-                            AND b.anonymized_at IS NULL AND {takes}) AS t
-     CROSS JOIN LATERAL (SELECT count(*) AS waiting FROM public.beta_invites_waitlist AS q
-                          WHERE q.cohort = n.cohort AND q.email IS NOT NULL) AS w
-     CROSS JOIN LATERAL (SELECT count(*) AS invited_today FROM public.beta_invites_waitlist AS q
-                          WHERE q.cohort = n.cohort
-                            AND q.invited_at >= {day_start}) AS d
+      LEFT JOIN held AS h USING (cohort)
+      LEFT JOIN queued AS w USING (cohort)
      WHERE %(pattern)s::text IS NULL OR n.cohort LIKE %(pattern)s ESCAPE '\'
      ORDER BY n.cohort
     """

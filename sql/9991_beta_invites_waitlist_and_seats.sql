@@ -53,6 +53,10 @@ CREATE INDEX IF NOT EXISTS idx_beta_invites_waitlist_queue
 CREATE INDEX IF NOT EXISTS idx_beta_invites_waitlist_invited
   ON public.beta_invites_waitlist (cohort, invited_at)
   WHERE invited_at IS NOT NULL;
+-- The entry of an invite (the foreign key's ON DELETE SET NULL looks it up).
+CREATE INDEX IF NOT EXISTS idx_beta_invites_waitlist_invite
+  ON public.beta_invites_waitlist (invite_id)
+  WHERE invite_id IS NOT NULL;
 -- An address looked up across cohorts (a person holding an invite already).
 CREATE INDEX IF NOT EXISTS idx_beta_invites_waitlist_email
   ON public.beta_invites_waitlist (public.invites_email_key(email))
