@@ -195,15 +195,25 @@ def _expiry(conn: psycopg.Connection[Any], expires_in: timedelta | None) -> Any:
 
 
 def waiting_to_send(conn: psycopg.Connection[Any], pattern: str) -> Iterator[Pending]:
-    """The invites fill issued (now or in a run that stopped) that are still unsent."""
-    # An invite from the waitlist has its entry's id: one primary-key probe a row (an IN over
-    # the waitlist's invite ids became a plain subplan once they outgrew work_mem).
+    """The invites fill issued (now or in a run that stopped) that are still unsent, cohort by
+    cohort: each cohort pages through the index `send` uses (an equality on the cohort; a LIKE
+    over all of them would scan every unsent invite for every page)."""
+    cohorts = [
+        row[0]
+        for row in conn.execute(
+            r"SELECT DISTINCT cohort FROM public.beta_invites_waitlist"
+            r" WHERE invite_id IS NOT NULL AND cohort LIKE %s ESCAPE '\' ORDER BY cohort",
+            (like_pattern(pattern),),
+        )
+    ]
+    # An invite from the waitlist has its entry's id: one primary-key probe a row.
     where = sql.SQL(
-        r"cohort LIKE %(pattern)s ESCAPE '\' AND {sendable}"
-        r" AND EXISTS (SELECT 1 FROM public.beta_invites_waitlist AS w"
-        r"              WHERE w.id = beta_invites.id AND w.invite_id = beta_invites.id)"
+        "cohort = %(cohort)s AND {sendable}"
+        " AND EXISTS (SELECT 1 FROM public.beta_invites_waitlist AS w"
+        "              WHERE w.id = beta_invites.id AND w.invite_id = beta_invites.id)"
     ).format(sendable=sendable(False))
-    return candidates(conn, where, {"pattern": like_pattern(pattern)})
+    for cohort in cohorts:
+        yield from candidates(conn, where, {"cohort": cohort})
 
 
 def next_people(conn: psycopg.Connection[Any], cohort: str, count: int) -> list[dict[str, Any]]:
