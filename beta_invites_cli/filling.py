@@ -50,10 +50,11 @@ class Room:
         now = min(n for n in (free, quota, limit, row["waiting"]) if n is not None)
         held = None
         if now < row["waiting"]:
+            # As it will be once these `now` are invited.
             if free is not None and now == free:
-                held = f"cap reached: {row['taken']} of {row['seats']} seats taken"
+                held = f"cap reached: {row['taken'] + now} of {row['seats']} seats taken"
             elif quota is not None and now == quota:
-                held = f"today's quota used: {row['invited_today']} of {row['per_day']}"
+                held = f"today's quota used: {row['invited_today'] + now} of {row['per_day']}"
             else:
                 held = f"--limit {limit}"
         return Room(

@@ -131,7 +131,7 @@ def test_fill_stops_at_the_cap_and_freed_seats_refill(
         env = {"SMTP_URL": server.url, **FROM}
         first = invites("fill --cohort beta", env=env)
         assert first.exit_code == 0, first.stderr
-        assert "beta: invited 5; the rest wait (cap reached: 0 of 5 seats taken)" in first.stderr
+        assert "beta: invited 5; the rest wait (cap reached: 5 of 5 seats taken)" in first.stderr
         assert sorted(m["To"] for m in server.recorder.messages) == [
             f"p{i}@example.com" for i in range(5)
         ]
