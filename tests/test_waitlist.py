@@ -352,3 +352,44 @@ def test_waitlist_list_filters_by_status(
     assert listed("waiting") == [("p1@example.com", "waiting", 1)]
     assert listed("invited") == [(None, "invited", None)]  # the invite holds the address
     assert listed("removed") == [(None, "removed", None)]
+
+
+@pytest.mark.slow
+def test_a_million_people_join_the_waitlist_in_bounded_memory(
+    db_url: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_issue_bulk import PEAK
+
+    with (tmp_path / "people.csv").open("w") as out:
+        out.write("email\n")
+        out.writelines(f"p{i}@example.com\n" for i in range(1_000_000))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PEAK,
+            "waitlist",
+            "add",
+            "--cohort",
+            "bulk",
+            "--recipients",
+            "people.csv",
+        ],
+        env={"DATABASE_URL": db_url, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    *messages, peak = proc.stderr.splitlines()
+    assert messages == ["waiting 1000000, skipped 0, invalid 0, duplicates 0"]
+    assert int(peak) < 200 * 1024, f"peak {int(peak) // 1024} MiB"
+    print(f"peak {int(peak) // 1024} MiB")
+    assert (
+        one(conn, "SELECT beta_invites_waitlist_position('p999999@example.com', 'bulk')")
+        == 1_000_000
+    )
