@@ -33,7 +33,7 @@ class Change:
     expires_at: datetime
 
 
-def _changes(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Change]:
+def change_rows(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Change]:
     cursor = conn.cursor(row_factory=class_row(Change))
     load_infinity(cursor)
     return cursor
@@ -106,7 +106,7 @@ def revoke(
     query = REVOKE.format(which=sql.SQL("code = ANY(%(codes)s)"), live=LIVE, status=STATUS)
     with conn.transaction():
         act(conn)
-        changes = _changes(conn).execute(query, {"codes": wanted, "reason": reason}).fetchall()
+        changes = change_rows(conn).execute(query, {"codes": wanted, "reason": reason}).fetchall()
         problems = _refusals(conn, wanted, {c.code for c in changes}, "revoke")
         if problems:
             raise ValidationFailed([*problems, "nothing was revoked"])
@@ -126,11 +126,11 @@ def revoke_cohorts(
              ORDER BY cohort, created_at, id
             """
         ).format(which=COHORT_MATCHES, live=LIVE, status=STATUS)
-        return _changes(conn).execute(query, params).fetchall()
+        return change_rows(conn).execute(query, params).fetchall()
     query = REVOKE.format(which=COHORT_MATCHES, live=LIVE, status=STATUS)
     with conn.transaction():
         act(conn)
-        return _changes(conn).execute(query, params).fetchall()
+        return change_rows(conn).execute(query, params).fetchall()
 
 
 def extend(
@@ -164,7 +164,9 @@ def extend(
     with conn.transaction():
         act(conn)
         changes = (
-            _changes(conn).execute(query, {"by": by, "codes": wanted, "cohort": cohort}).fetchall()
+            change_rows(conn)
+            .execute(query, {"by": by, "codes": wanted, "cohort": cohort})
+            .fetchall()
         )
         if wanted:
             why = " and its email was anonymised" if include_expired else ""

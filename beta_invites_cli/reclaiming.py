@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from beta_invites_cli.activity import DEFAULT_TIMEOUT, ActivityQuery, read_only
 from beta_invites_cli.database import act
 from beta_invites_cli.filters import COHORT_MATCHES, like_pattern
-from beta_invites_cli.lifecycle import REVOKE, Change, _changes
+from beta_invites_cli.lifecycle import REVOKE, Change, change_rows
 from beta_invites_cli.status import LIVE, STATUS
 
 if TYPE_CHECKING:
@@ -36,11 +36,11 @@ def reclaim(
             "SELECT code, cohort, {status} AS status, expires_at FROM public.beta_invites"
             " WHERE {which} AND {live} ORDER BY cohort, sent_at, id"
         ).format(which=NEVER_CAME, live=LIVE, status=STATUS)
-        return _changes(conn).execute(query, params).fetchall()
+        return change_rows(conn).execute(query, params).fetchall()
     with conn.transaction():
         act(conn)
         query = REVOKE.format(which=NEVER_CAME, live=LIVE, status=STATUS)
-        return _changes(conn).execute(query, params).fetchall()
+        return change_rows(conn).execute(query, params).fetchall()
 
 
 QUIET = sql.SQL(

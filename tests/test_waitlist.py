@@ -66,6 +66,9 @@ def test_waitlist_add_is_idempotent_and_keeps_input_order(
     bad = invites("waitlist add --cohort beta --email not-an-address --email p7@example.com")
     assert bad.exit_code == 1
     assert bad.stderr.splitlines()[0].startswith("Error: --email: 'not-an-address':")
+    assert bad.stderr.splitlines()[-1] == (
+        "Error: 1 invalid address(es): nobody was added (--skip-invalid adds the rest)"
+    )
     assert one(conn, "SELECT count(*) FROM beta_invites_waitlist") == 5
     skip = invites(
         "waitlist add --cohort beta --email not-an-address --email p7@example.com --skip-invalid"

@@ -7,6 +7,7 @@ import sys
 from email.utils import parseaddr
 
 import click
+import psycopg
 
 from beta_invites_cli import complaints
 from beta_invites_cli import doctor as examining
@@ -76,8 +77,6 @@ def _complaints(app: App) -> tuple[int, int]:
     try:
         with app.database.connect(autocommit=True) as conn:
             found = complaints.rate(conn)
-    except InvitesError:
-        raise
-    except Exception as exc:  # psycopg's: the database is not there to ask
+    except psycopg.Error as exc:  # the database is not there to ask
         raise InvitesError(str(exc).splitlines()[0]) from None
     return found.complained, found.sent

@@ -53,8 +53,10 @@ def prepare(
     expires_in: timedelta | None,
     sent_by: UUID | None,
     skip_invalid: bool,
+    outcome: str = "nothing was issued (--skip-invalid issues the rest)",
 ) -> intake.IssueRequest:
-    """The domain checks the request; this adds the flags to what it says."""
+    """The domain checks the request; this adds the flags to what it says (`outcome`: what an
+    invalid row means for the command)."""
     if sent_by is None and app.settings.get("INVITES_SENT_BY"):
         try:
             sent_by = UuidType().convert(app.settings.get("INVITES_SENT_BY"), None, None)
@@ -80,8 +82,7 @@ def prepare(
             [
                 *exc.problems,
                 *more_lines(exc.count - len(exc.problems), "invalid address(es)"),
-                f"{exc.count} invalid address(es): nothing was issued "
-                "(--skip-invalid issues the rest)",
+                f"{exc.count} invalid address(es): {outcome}",
             ]
         ) from None
 

@@ -36,10 +36,12 @@ COHORT_COLUMNS = [
 ]
 
 
-class SeatsType(click.ParamType[Any]):
-    """A whole number of seats, at least 0, or `none` (no cap)."""
+class CountType(click.ParamType[Any]):
+    """A whole number, at least 0, or `none`: a cohort's seats, or its pace."""
 
-    name = "seats"
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        self.what = what
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, int) or value is None or value is seats.UNCHANGED:
@@ -48,7 +50,7 @@ class SeatsType(click.ParamType[Any]):
             return None
         if value.strip().isdigit():
             return int(value)
-        self.fail(f"{value!r} is not a number of seats (a whole number, at least 0, or none)")
+        self.fail(f"{value!r} is not a number of {self.what} (a whole number, at least 0, or none)")
 
 
 @click.group(epilog="Example: invites waitlist add --cohort creator-beta --recipients signups.csv")
@@ -84,7 +86,16 @@ def add(
     priority: int,
 ) -> None:
     """Put people on a cohort's waitlist (the input rules of generate; nobody twice)."""
-    with prepare(app, cohort, recipient_files, emails, None, None, skip_invalid) as request:
+    with prepare(
+        app,
+        cohort,
+        recipient_files,
+        emails,
+        None,
+        None,
+        skip_invalid,
+        outcome="nobody was added (--skip-invalid adds the rest)",
+    ) as request:
         if not request.given:
             raise click.UsageError("no people: give --recipients FILE or --email ADDRESS")
         with app.database.connect(autocommit=True) as conn:
@@ -174,13 +185,13 @@ def cohort() -> None:
 @click.option(
     "--seats",
     "seats_value",
-    type=SeatsType(),
+    type=CountType("seats", "seats"),
     default=seats.UNCHANGED,
     help="Seats (pending + redeemed invites may not pass them), or none.",
 )
 @click.option(
     "--per-day",
-    type=SeatsType(),
+    type=CountType("count", "invites a day"),
     default=seats.UNCHANGED,
     help="How many `invites fill` invites a day when not told otherwise, or none.",
 )
