@@ -4,7 +4,6 @@ cohort list over many cohorts."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 
 import psycopg
@@ -131,7 +130,7 @@ def fill_outbox(ctx: Context) -> Workload:
     env = ctx.env(url, INVITES_FROM="Beta <beta@example.com>")
 
     def clear_outbox() -> None:
-        subprocess.run(["rm", "-rf", str(outbox)], check=True)
+        shutil.rmtree(outbox, ignore_errors=True)
 
     def waiting() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
